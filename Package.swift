@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Release builds drop overflow and exclusivity checks in the numeric targets so that the
+// counted loops over unsafe buffers vectorize; debug builds keep every check.
+let fast: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "vitzoo",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "zoo", targets: ["Tools"]),
+        .library(name: "Tensor", targets: ["Tensor"]),
+        .library(name: "Models", targets: ["Models"]),
+        .library(name: "Trainer", targets: ["Trainer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // C libraries, each a small system-library target.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
+                       providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
+        .target(name: "Models", dependencies: ["Tensor"], swiftSettings: fast),
+        .target(name: "Trainer",
+                dependencies: ["Tensor", "Models", "CTurboJPEG", "CPNG", "CZlib",
+                               .product(name: "Yams", package: "Yams")],
+                swiftSettings: fast),
+        .executableTarget(name: "Tools",
+                          dependencies: ["Tensor", "Models", "Trainer",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/Tools"),
+
+        // Release-mode benchmarks (`swift run -c release opbench`).
+        .executableTarget(name: "opbench", dependencies: ["Tensor", "CBLAS"], path: "Benchmarks/OpBench",
+                          swiftSettings: fast),
+        .executableTarget(name: "databench", dependencies: ["Trainer"], path: "Benchmarks/DataBench",
+                          swiftSettings: fast),
+
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CBLAS"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensor"],
+                    resources: [.copy("../Fixtures")]),
+        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Models", "Tensor", "CTurboJPEG", "CPNG", "CZlib"]),
+    ]
+)

@@ -1,0 +1,151 @@
+import CBLAS
+
+// Matrix products through cblas_sgemm. Transposes are BLAS flags, never copies; gradients of
+// shared operands accumulate with beta = 1.
+
+/// C = alpha·op(A)·op(B) + beta·C for row-major A, B, C.
+@inline(__always)
+public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                  beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// A batch of row-major matrices: `count` matrices of `rows x cols`, `stride` floats apart
+/// (0 when one matrix is broadcast over the batch).
+struct MatrixBatch {
+    var pointer: UnsafeMutablePointer<Float>
+    var rows: Int, cols: Int, stride: Int
+}
+
+/// For each batch index: C = op(A)·op(B) + beta·C, with beta applied only on the first product
+/// into a broadcast C (so a shared C accumulates over the batch).
+func batchedGemm(count: Int, transA: Bool, transB: Bool, a: MatrixBatch, b: MatrixBatch, c: MatrixBatch, beta: Float) {
+    let m = transA ? a.cols : a.rows
+    let k = transA ? a.rows : a.cols
+    let n = transB ? b.rows : b.cols
+    for i in 0..<count {
+        let betaI: Float = (c.stride == 0 && i > 0) ? 1 : beta
+        sgemm(transA: transA, transB: transB, m: m, n: n, k: k,
+              a: a.pointer + i * a.stride, lda: a.cols, b: b.pointer + i * b.stride, ldb: b.cols,
+              beta: betaI, c: c.pointer + i * c.stride, ldc: c.cols)
+    }
+}
+
+extension Tensor {
+    /// Matrix product of the last two dimensions: op(a)·op(b) with op = transpose when asked.
+    /// `a: [..., M, K]`, `b: [..., K, N]` (or `[K, N]`, broadcast over a's batch). Batch dimensions
+    /// must match or one side must be a plain matrix.
+    public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+        precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank >= 2, got \(a.shape) and \(b.shape)")
+        let aBatch = Array(a.shape.dropLast(2)), bBatch = Array(b.shape.dropLast(2))
+        let batchShape: [Int]
+        if aBatch == bBatch || bBatch.isEmpty { batchShape = aBatch } else if aBatch.isEmpty { batchShape = bBatch } else {
+            preconditionFailure("matmul: batch dimensions \(aBatch) and \(bBatch) differ")
+        }
+        let batch = batchShape.reduce(1, *)
+        let (ar, ac) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
+        let (br, bc) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
+        let m = transposeA ? ac : ar, k = transposeA ? ar : ac
+        let kb = transposeB ? bc : br, n = transposeB ? br : bc
+        precondition(k == kb, "matmul: inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
+        let out = Tensor(uninitializedShape: batchShape + [m, n])
+        let aStride = aBatch.isEmpty ? 0 : ar * ac, bStride = bBatch.isEmpty ? 0 : br * bc
+        let A = MatrixBatch(pointer: a.storage.pointer, rows: ar, cols: ac, stride: aStride)
+        let B = MatrixBatch(pointer: b.storage.pointer, rows: br, cols: bc, stride: bStride)
+        let C = MatrixBatch(pointer: out.storage.pointer, rows: m, cols: n, stride: m * n)
+        if bStride == 0 && !transposeA && batch > 1 {
+            // fold a's batch into its rows: one large GEMM
+            sgemm(transA: false, transB: transposeB, m: batch * m, n: n, k: k, a: A.pointer, lda: ac,
+                  b: B.pointer, ldb: bc, c: C.pointer, ldc: n)
+        } else {
+            batchedGemm(count: batch, transA: transposeA, transB: transposeB, a: A, b: B, c: C, beta: 0)
+        }
+        let ad = a.node != nil, bd = b.node != nil
+        let a0 = a.detached(), b0 = b.detached()
+        return record("matmul", out, inputs: [a, b]) { g in
+            let G = MatrixBatch(pointer: g.storage.pointer, rows: m, cols: n, stride: m * n)
+            var da: Tensor? = nil, db: Tensor? = nil
+            if ad {
+                let t = Tensor(uninitializedShape: a0.shape)
+                let D = MatrixBatch(pointer: t.storage.pointer, rows: ar, cols: ac, stride: aStride)
+                if !transposeA {
+                    // dA = dC · op(B)ᵀ
+                    if bStride == 0 && batch > 1 {
+                        sgemm(transA: false, transB: !transposeB, m: batch * m, n: k, k: n, a: g.storage.pointer, lda: n,
+                              b: B.pointer, ldb: bc, c: t.storage.pointer, ldc: ac)
+                    } else {
+                        batchedGemm(count: batch, transA: false, transB: !transposeB, a: G, b: B, c: D, beta: 0)
+                    }
+                } else {
+                    // dA = op(B) · dCᵀ
+                    batchedGemm(count: batch, transA: transposeB, transB: true, a: B, b: G, c: D, beta: 0)
+                }
+                da = t
+            }
+            if bd {
+                let t = Tensor(uninitializedShape: b0.shape)
+                let D = MatrixBatch(pointer: t.storage.pointer, rows: br, cols: bc, stride: bStride)
+                if bStride == 0 && !transposeA && batch > 1 {
+                    // a's batch folded into rows: one GEMM sums over it
+                    if !transposeB {
+                        sgemm(transA: true, transB: false, m: k, n: n, k: batch * m, a: A.pointer, lda: ac,
+                              b: g.storage.pointer, ldb: n, c: t.storage.pointer, ldc: bc)
+                    } else {
+                        sgemm(transA: true, transB: false, m: n, n: k, k: batch * m, a: g.storage.pointer, lda: n,
+                              b: A.pointer, ldb: ac, c: t.storage.pointer, ldc: bc)
+                    }
+                } else if !transposeB {
+                    // dB = op(A)ᵀ · dC
+                    batchedGemm(count: batch, transA: !transposeA, transB: false, a: A, b: G, c: D, beta: 0)
+                } else {
+                    // dB = dCᵀ · op(A)
+                    batchedGemm(count: batch, transA: true, transB: transposeA, a: G, b: A, c: D, beta: 0)
+                }
+                db = t
+            }
+            return [da, db]
+        }
+    }
+
+    /// x·Wᵀ + b with `x: [..., in]`, `weight: [out, in]`, `bias: [out]`; one fused GEMM (the bias
+    /// pre-fills the output and the GEMM accumulates onto it).
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        let inF = weight.shape[1], outF = weight.shape[0]
+        precondition(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF) (weight \(weight.shape))")
+        if let bias { precondition(bias.shape == [outF], "linear: bias \(bias.shape) for weight \(weight.shape)") }
+        let rows = x.count / inF
+        let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outF])
+        let po = out.storage.pointer
+        if let bias {
+            let pb = bias.storage.pointer
+            for r in 0..<rows { (po + r * outF).update(from: pb, count: outF) }
+        }
+        sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.storage.pointer, lda: inF,
+              b: weight.storage.pointer, ldb: inF, beta: bias == nil ? 0 : 1, c: po, ldc: outF)
+        let x0 = x.detached(), w0 = weight.detached()
+        let xd = x.node != nil, wd = weight.node != nil
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        return record("linear", out, inputs: inputs) { g in
+            var dx: Tensor? = nil, dw: Tensor? = nil, db: Tensor? = nil
+            if xd {
+                let t = Tensor(uninitializedShape: x0.shape)
+                sgemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.storage.pointer, lda: outF,
+                      b: w0.storage.pointer, ldb: inF, c: t.storage.pointer, ldc: inF)
+                dx = t
+            }
+            if wd {
+                let t = Tensor(uninitializedShape: w0.shape)
+                sgemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.storage.pointer, lda: outF,
+                      b: x0.storage.pointer, ldb: inF, c: t.storage.pointer, ldc: inF)
+                dw = t
+            }
+            if bias != nil {
+                db = g.reshapedNoGrad([rows, outF]).sum(axes: [0])
+            }
+            return [dx, dw, db]
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+
+// Softmax, log-softmax and cross-entropy: row kernels over the last axis (other axes are moved
+// last first). Backward reuses the saved output.
+
+/// y = softmax(x) along rows of length n.
+@inline(__always)
+func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var m = -Float.infinity
+    for i in 0..<n { m = Swift.max(m, x[i]) }
+    var s: Float = 0
+    for i in 0..<n { let e = fastExp(x[i] - m); y[i] = e; s += e }
+    let inv = 1 / s
+    for i in 0..<n { y[i] *= inv }
+}
+
+/// dx = y ⊙ (g − Σ g⊙y) along rows of length n.
+@inline(__always)
+func softmaxBackwardRow(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
+    var dot: Float = 0
+    for i in 0..<n { dot += g[i] * y[i] }
+    for i in 0..<n { dx[i] = y[i] * (g[i] - dot) }
+}
+
+extension Tensor {
+    /// Applies `body` to the tensor with `axis` moved last and moves it back.
+    func alongLastAxis(_ axis: Int, _ body: (Tensor) -> Tensor) -> Tensor {
+        let a = Shape.axis(axis, rank: rank)
+        if a == rank - 1 { return body(self) }
+        return body(transposed(a, -1)).transposed(a, -1)
+    }
+
+    public func softmax(axis: Int = -1) -> Tensor {
+        alongLastAxis(axis) { x in
+            let n = x.shape.last!, rows = x.count / n
+            let out = Tensor(uninitializedShape: x.shape)
+            let px = x.storage.pointer.sendable, po = out.storage.pointer.sendable
+            Parallel.forRange(rows, grain: Swift.max(1, 8192 / n)) { r in
+                for i in r { softmaxRow(px + i * n, po + i * n, n) }
+            }
+            return Tensor.record("softmax", out, inputs: [x]) { g in
+                let dx = Tensor(uninitializedShape: g.shape)
+                let py = out.storage.pointer.sendable, pg = g.storage.pointer.sendable, pd = dx.storage.pointer.sendable
+                Parallel.forRange(rows, grain: Swift.max(1, 8192 / n)) { r in
+                    for i in r { softmaxBackwardRow(py + i * n, pg + i * n, pd + i * n, n) }
+                }
+                return [dx]
+            }
+        }
+    }
+
+    public func logSoftmax(axis: Int = -1) -> Tensor {
+        alongLastAxis(axis) { x in
+            let n = x.shape.last!, rows = x.count / n
+            let out = Tensor(uninitializedShape: x.shape)
+            let px = x.storage.pointer.sendable, po = out.storage.pointer.sendable
+            Parallel.forRange(rows, grain: Swift.max(1, 8192 / n)) { r in
+                for i in r {
+                    let xi = px + i * n, yi = po + i * n
+                    var m = -Float.infinity
+                    for k in 0..<n { m = Swift.max(m, xi[k]) }
+                    var s: Float = 0
+                    for k in 0..<n { s += fastExp(xi[k] - m) }
+                    let lse = m + Foundation.log(s)
+                    for k in 0..<n { yi[k] = xi[k] - lse }
+                }
+            }
+            return Tensor.record("log_softmax", out, inputs: [x]) { g in
+                // dx = g − softmax · Σg
+                let dx = Tensor(uninitializedShape: g.shape)
+                let py = out.storage.pointer.sendable, pg = g.storage.pointer.sendable, pd = dx.storage.pointer.sendable
+                Parallel.forRange(rows, grain: Swift.max(1, 8192 / n)) { r in
+                    for i in r {
+                        let yi = py + i * n, gi = pg + i * n, di = pd + i * n
+                        var s: Float = 0
+                        for k in 0..<n { s += gi[k] }
+                        for k in 0..<n { di[k] = gi[k] - fastExp(yi[k]) * s }
+                    }
+                }
+                return [dx]
+            }
+        }
+    }
+
+    /// Mean cross-entropy of `logits: [B, K]` against integer `labels` with label smoothing ε:
+    /// the target is (1−ε)·onehot + ε/K. Fused log-softmax forward and backward.
+    public static func crossEntropy(logits: Tensor, labels: [Int], labelSmoothing: Float = 0) -> Tensor {
+        precondition(logits.rank == 2 && logits.shape[0] == labels.count,
+                     "crossEntropy: logits \(logits.shape) for \(labels.count) labels")
+        let k = logits.shape[1]
+        for l in labels { precondition(l >= 0 && l < k, "crossEntropy: label \(l) outside 0..<\(k)") }
+        let targets = Tensor.zeros(logits.shape)
+        let pt = targets.storage.pointer
+        let off = labelSmoothing / Float(k), on = 1 - labelSmoothing + off
+        for b in 0..<labels.count {
+            for j in 0..<k { pt[b * k + j] = off }
+            pt[b * k + labels[b]] = on
+        }
+        return softCrossEntropy(logits: logits, targets: targets)
+    }
+
+    /// Mean cross-entropy of `logits: [B, K]` against soft targets `[B, K]` (rows summing to 1),
+    /// with optional label smoothing applied to the targets: (1−ε)·t + ε/K.
+    public static func crossEntropy(logits: Tensor, targets: Tensor, labelSmoothing: Float = 0) -> Tensor {
+        precondition(targets.shape == logits.shape, "crossEntropy: targets \(targets.shape) for logits \(logits.shape)")
+        if labelSmoothing == 0 { return softCrossEntropy(logits: logits, targets: targets.detached()) }
+        let k = Float(logits.shape[1])
+        return softCrossEntropy(logits: logits, targets: targets.detached().affine(scale: 1 - labelSmoothing, shift: labelSmoothing / k))
+    }
+
+    static func softCrossEntropy(logits: Tensor, targets: Tensor) -> Tensor {
+        let bsz = logits.shape[0], k = logits.shape[1]
+        let probs = Tensor(uninitializedShape: logits.shape)
+        let px = logits.storage.pointer, pp = probs.storage.pointer, pt = targets.storage.pointer
+        var total: Double = 0
+        for b in 0..<bsz {
+            let x = px + b * k, p = pp + b * k, t = pt + b * k
+            var m = -Float.infinity
+            for j in 0..<k { m = Swift.max(m, x[j]) }
+            var s: Double = 0
+            for j in 0..<k { let e = Foundation.exp(Double(x[j] - m)); p[j] = Float(e); s += e }
+            let lse = Double(m) + Foundation.log(s)
+            var row: Double = 0
+            for j in 0..<k { row += Double(t[j]) * (lse - Double(x[j])); p[j] = Float(Double(p[j]) / s) }
+            total += row
+        }
+        let out = Tensor(Float(total / Double(bsz)))
+        return record("cross_entropy", out, inputs: [logits]) { g in
+            // d/dx = (softmax − target) / B
+            let scale = g.item / Float(bsz)
+            let dx = zipMap(probs, targets) { p, t, o, n in for i in 0..<n { o[i] = (p[i] - t[i]) * scale } }
+            return [dx]
+        }
+    }
+}

@@ -49,8 +49,7 @@ let package = Package(
                           swiftSettings: fast),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CBLAS"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensor"],
-                    resources: [.copy("../Fixtures")]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensor"]),
         .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Models", "Tensor", "CTurboJPEG", "CPNG", "CZlib"]),
     ]
 )

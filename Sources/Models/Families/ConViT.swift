@@ -1,0 +1,4 @@
+// ConViT family — stub, replaced by the family implementation.
+extension ModelRegistry {
+    static let convitEntries: [ModelEntry] = []
+}

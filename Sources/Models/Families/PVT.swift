@@ -1,0 +1,4 @@
+// PVT family — stub, replaced by the family implementation.
+extension ModelRegistry {
+    static let pvtEntries: [ModelEntry] = []
+}

@@ -1,0 +1,4 @@
+// PiT family — stub, replaced by the family implementation.
+extension ModelRegistry {
+    static let pitEntries: [ModelEntry] = []
+}

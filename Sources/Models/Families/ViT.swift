@@ -1,0 +1,4 @@
+// ViT family — stub, replaced by the family implementation.
+extension ModelRegistry {
+    static let vitEntries: [ModelEntry] = []
+}

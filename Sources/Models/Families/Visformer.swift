@@ -1,0 +1,4 @@
+// Visformer family — stub, replaced by the family implementation.
+extension ModelRegistry {
+    static let visformerEntries: [ModelEntry] = []
+}

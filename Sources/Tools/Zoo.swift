@@ -6,7 +6,7 @@ struct Zoo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zoo",
         abstract: "Vision transformers on the CPU: train, validate, predict, benchmark.",
-        subcommands: [DataCommand.self])
+        subcommands: [ListCommand.self, DataCommand.self])
 
     static func main() {
         BLASRuntime.preferFastestCore()

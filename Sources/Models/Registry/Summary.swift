@@ -1,0 +1,69 @@
+import Foundation
+import Tensor
+
+/// One row of `zoo list`: a registered model's parameter counts beside the published figure.
+public struct ModelSummary: Sendable, Codable, Equatable {
+    public var name: String
+    public var family: String
+    public var trainableParams: Int
+    /// Trainable plus BatchNorm running statistics.
+    public var storedParams: Int
+    public var paramsWithoutHead: Int
+    public var countingRule: String
+    /// The count under the model card's rule.
+    public var countedParams: Int
+    public var publishedParamsM: Double?
+    public var publishedTop1: Double?
+    public var publishedTop5: Double?
+    public var inputSize: [Int]
+    public var cropPct: Double
+    public var interpolation: String
+    public var firstConv: String
+    public var classifier: String
+
+    /// Whether the count reproduces the published figure: equal when rounded to the printed two
+    /// decimals, or (`lastDigit`) equal when truncated instead, or off by one in the last digit.
+    public var agreement: Agreement {
+        guard let p = publishedParamsM else { return .unpublished }
+        let m = Double(countedParams) / 1e6
+        let printed = (p * 100).rounded()
+        if (m * 100).rounded() == printed { return .exact }
+        if (m * 100).rounded(.down) == printed || abs((m * 100).rounded() - printed) == 1 { return .lastDigit }
+        return .differs
+    }
+
+    public enum Agreement: String, Sendable, Codable {
+        case exact = "yes"
+        case lastDigit = "last digit"
+        case differs = "NO"
+        case unpublished = "-"
+    }
+}
+
+extension ModelRegistry {
+    /// Builds `entry` without initialising its weights and counts its parameters.
+    public static func summary(of entry: ModelEntry) -> ModelSummary {
+        let model = Initializer.withoutInitialization { entry.build(ModelOptions()) }
+        let counts = ParameterCounts(model: model, classifierName: entry.dataConfig.classifier)
+        let pub = entry.published
+        return ModelSummary(name: entry.name, family: entry.family, trainableParams: counts.trainable,
+                            storedParams: counts.stored, paramsWithoutHead: counts.withoutHead,
+                            countingRule: entry.countingRule.rawValue, countedParams: counts.count(for: entry.countingRule),
+                            publishedParamsM: pub?.paramsM, publishedTop1: pub?.top1, publishedTop5: pub?.top5,
+                            inputSize: entry.dataConfig.inputSize, cropPct: entry.dataConfig.cropPct,
+                            interpolation: entry.dataConfig.interpolation, firstConv: entry.dataConfig.firstConv,
+                            classifier: entry.dataConfig.classifier)
+    }
+
+    /// The `zoo list` table as text (Markdown-compatible).
+    public static func formatTable(_ rows: [ModelSummary]) -> String {
+        func m(_ n: Int) -> String { String(format: "%.4f", Double(n) / 1e6) }
+        var lines = ["| model | family | trainable (M) | with BN stats (M) | without head (M) | counting rule | counted (M) | published (M) | reproduced |",
+                     "|---|---|---:|---:|---:|---|---:|---:|---|"]
+        for r in rows {
+            let pub = r.publishedParamsM.map { String(format: "%.2f", $0) } ?? "-"
+            lines.append("| \(r.name) | \(r.family) | \(m(r.trainableParams)) | \(m(r.storedParams)) | \(m(r.paramsWithoutHead)) | \(r.countingRule) | \(m(r.countedParams)) | \(pub) | \(r.agreement.rawValue) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

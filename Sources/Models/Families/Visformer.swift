@@ -1,4 +1,538 @@
-// Visformer family — stub, replaced by the family implementation.
+// Visformer — the vision-friendly transformer (v1 and MindCV's v2 layouts).
+// "Visformer: The Vision-friendly Transformer", Chen et al., ICCV 2021, arXiv:2104.12533.
+//
+// Reproduces MindCV's `visformer.py` numerically (spec/models.md §7) under timm's parameter names
+// (Tests/Fixtures/NAMING.md): `stem.0` / `stem.1`, `patch_embed{s}.proj/.norm`, `pos_embed{s}`,
+// `stage{s}.{j}.{norm1,attn.qkv,attn.proj,norm2,mlp.conv1,mlp.conv2,mlp.conv3}`, `norm`, `head`.
+// v2 variants (depths[0] > 0) add stage 0.
+//
+// Everything stays NCHW: B batch, C stage width, H×W the stage grid, N = H·W tokens, h heads,
+// hd head dim.
+
+import Foundation
+import Tensor
+
+// MARK: - Configuration
+
+/// Every hyper-parameter of a Visformer network, including the fidelity switches. The defaults are
+/// MindCV's visformer_tiny at 224.
+public struct VisformerConfig: Sendable, Equatable {
+    public var imageSize: Int = 224
+    /// Input channels of the stem. MindCV hard-wires 3 and ignores `in_channels`; this model honours
+    /// it (identical to MindCV for 3 channels).
+    public var inChannels: Int = 3
+    /// Classes of the head; 0 = no head.
+    public var numClasses: Int = 1000
+    /// Output channels of the 7×7 stride-2 stem.
+    public var initChannels: Int = 16
+    /// E: stage widths are E/4, E/2, E, 2E for stages 0–3.
+    public var embedDim: Int = 192
+    /// Blocks in stages 0–3; stage 0 (and its patch embedding) exists only when depths[0] > 0 (v2).
+    public var depths: [Int] = [0, 7, 4, 4]
+    /// Heads per stage (only read in attention stages).
+    public var numHeads: [Int] = [3, 3, 3, 3]
+    /// Hidden width of non-spatial-conv MLPs, as a multiple of the width.
+    public var mlpRatio: Float = 4
+    public var qkvBias: Bool = false
+    /// Exponent e of the factor `hd^e` applied to q **and** to k (effective logit scale hd^(2e)):
+    /// −0.25 for v1 (= 1/√hd overall), −0.5 for v2 (= 1/hd overall).
+    public var qkScaleExponent: Float = -0.25
+    /// Head dim = round(⌊C/h⌋ · ratio) per stage.
+    public var headDimRatios: [Float] = [0.25, 0.5, 1, 1]
+    /// Stages whose blocks have attention ("0011").
+    public var attentionStages: [Bool] = [false, false, true, true]
+    /// Stages whose MLP has the grouped 3×3 conv ("1100"); its hidden width is 2·C (group ≥ 2) or
+    /// ⌊5C/6⌋ (group < 2), whatever mlpRatio says.
+    public var spatialConvStages: [Bool] = [true, true, false, false]
+    /// Groups of the 3×3 MLP conv.
+    public var group: Int = 8
+    public var usePositionEmbedding: Bool = true
+    /// Convs initialised N(0, √(2/fan_out)) (MindCV's conv_init=True); otherwise truncated-normal(0.02).
+    public var convInit: Bool = true
+    public var dropRate: Float = 0
+    public var attnDropRate: Float = 0
+    public var dropPathRate: Float = 0
+    /// MLP activation: MindCV's GELU is the tanh form (timm: exact).
+    public var gelu: GELUApproximation = .tanh
+    /// Run the MLP's grouped 3×3 conv through the local sample-parallel kernel (VisformerConv.swift);
+    /// off = the engine's conv2d. The numbers are the same either way.
+    public var fastGroupedConv: Bool = true
+    public var batchNormEps: Float = 1e-5
+    /// PyTorch convention (MindSpore's 0.9).
+    public var batchNormMomentum: Float = 0.1
+    public var seed: UInt64 = 0
+
+    public init(imageSize: Int = 224, inChannels: Int = 3, numClasses: Int = 1000, initChannels: Int = 16,
+                embedDim: Int = 192, depths: [Int] = [0, 7, 4, 4], numHeads: [Int] = [3, 3, 3, 3], mlpRatio: Float = 4,
+                qkvBias: Bool = false, qkScaleExponent: Float = -0.25, attentionStages: [Bool] = [false, false, true, true],
+                spatialConvStages: [Bool] = [true, true, false, false], group: Int = 8, dropRate: Float = 0,
+                attnDropRate: Float = 0, dropPathRate: Float = 0, gelu: GELUApproximation = .tanh, seed: UInt64 = 0) {
+        self.imageSize = imageSize; self.inChannels = inChannels; self.numClasses = numClasses
+        self.initChannels = initChannels; self.embedDim = embedDim; self.depths = depths; self.numHeads = numHeads
+        self.mlpRatio = mlpRatio; self.qkvBias = qkvBias; self.qkScaleExponent = qkScaleExponent
+        self.attentionStages = attentionStages; self.spatialConvStages = spatialConvStages; self.group = group
+        self.dropRate = dropRate; self.attnDropRate = attnDropRate; self.dropPathRate = dropPathRate
+        self.gelu = gelu; self.seed = seed
+    }
+
+    public static let tiny = VisformerConfig(initChannels: 16, embedDim: 192, depths: [0, 7, 4, 4], numHeads: [3, 3, 3, 3],
+                                             dropPathRate: 0.03)
+    public static let tinyV2 = VisformerConfig(initChannels: 24, embedDim: 192, depths: [1, 4, 6, 3], numHeads: [1, 3, 6, 12],
+                                               qkScaleExponent: -0.5, dropPathRate: 0.03)
+    public static let small = VisformerConfig(initChannels: 32, embedDim: 384, depths: [0, 7, 4, 4], numHeads: [6, 6, 6, 6],
+                                              dropPathRate: 0.1)
+    public static let smallV2 = VisformerConfig(initChannels: 32, embedDim: 256, depths: [1, 10, 14, 3], numHeads: [2, 4, 8, 16],
+                                                qkScaleExponent: -0.5, dropPathRate: 0.1)
+
+    /// This config with the construction options applied (image size only when given; the drop-path
+    /// rate always, so a default `ModelOptions` gives 0 rather than the recipe's rate).
+    public func applying(_ o: ModelOptions) -> VisformerConfig {
+        var c = self
+        c.numClasses = o.numClasses; c.inChannels = o.inChannels
+        if let s = o.imageSize { c.imageSize = s }
+        c.dropRate = o.dropRate; c.dropPathRate = o.dropPathRate; c.attnDropRate = o.attnDropRate; c.seed = o.seed
+        return c
+    }
+
+    /// Whether the v2 stage 0 exists.
+    public var hasStage0: Bool { depths[0] > 0 }
+    /// Width of stage s: E/4, E/2, E, 2E.
+    public func width(stage s: Int) -> Int { [embedDim / 4, embedDim / 2, embedDim, 2 * embedDim][s] }
+    /// Grid side after the stem (7×7, stride 2, padding 3).
+    public var stemGrid: Int { (imageSize - 1) / 2 + 1 }
+    /// Patch side of stage s's embedding: 4 for stage 1 without stage 0, else 2.
+    public func patchSize(stage s: Int) -> Int { s == 1 && !hasStage0 ? 4 : 2 }
+    /// Grid side of stage s.
+    public func grid(stage s: Int) -> Int {
+        var g = stemGrid
+        for t in (hasStage0 ? 0 : 1)...s { g /= patchSize(stage: t) }
+        return g
+    }
+    /// Hidden width of the MLP in stage s.
+    public func mlpHidden(stage s: Int) -> Int {
+        let c = width(stage: s)
+        if spatialConvStages[s] { return group < 2 ? c * 5 / 6 : 2 * c }
+        return Int(Float(c) * mlpRatio)
+    }
+    /// Head dim of stage s.
+    public func headDim(stage s: Int) -> Int { Int((Float(width(stage: s) / numHeads[s]) * headDimRatios[s]).rounded()) }
+}
+
+// MARK: - Blocks
+
+/// Conv(k = stride = p, bias) → BatchNorm. `[B, C_in, H, W]` → `[B, C, H/p, W/p]`.
+public final class VisformerPatchEmbed: Module {
+    public let proj: Conv2d
+    public let norm: BatchNorm2d
+
+    init(_ inChannels: Int, _ dim: Int, patchSize: Int, config c: VisformerConfig, state: ModelState,
+         generator: inout RandomGenerator) {
+        proj = Conv2d(inChannels, dim, kernel: patchSize, stride: patchSize, bias: true, std: c.convInit ? nil : 0.02,
+                      generator: &generator)
+        norm = BatchNorm2d(dim, eps: c.batchNormEps, momentum: c.batchNormMomentum, state: state)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { norm(proj(x)) }
+    public func visit(_ v: inout ModuleVisitor) { v.child("proj", proj); v.child("norm", norm) }
+}
+
+/// Multi-head self-attention on an NCHW map, with 1×1 convs. `x: [B, C, H, W]` → `[B, C, H, W]`.
+/// qkv (pointwise, no bias) has output channels (which ∈ {q, k, v}, head, dim), i.e. `[B, 3, h, hd, N]`;
+/// logits are `(q·s)·(k·s)ᵀ` with `s = hd^e`, i.e. one scale `hd^(2e)`.
+///
+/// The q, k and v rows of the qkv weight are applied as three pointwise convs, so each comes out
+/// channel-major, `[B, h, hd, N]`, and the attention runs in that layout (`channelMajorAttention`):
+/// the output `[B, h, hd, N]` is already the NCHW map `proj` reads, and no activation is permuted.
+public final class VisformerAttention: Module {
+    public let qkv: Conv2d, proj: Conv2d
+    public let heads: Int, headDim: Int
+    /// The effective logit scale `hd^(2e)`.
+    public let scale: Float
+    let attnDrop: Dropout, projDrop: Dropout
+
+    init(_ dim: Int, heads: Int, headDim: Int, config c: VisformerConfig, state: ModelState, generator: inout RandomGenerator) {
+        self.heads = heads; self.headDim = headDim
+        let s = Float(Foundation.pow(Double(headDim), Double(c.qkScaleExponent)))
+        scale = s * s
+        let std: Float? = c.convInit ? nil : 0.02
+        qkv = Conv2d(dim, 3 * heads * headDim, kernel: 1, bias: c.qkvBias, std: std, generator: &generator)
+        proj = Conv2d(heads * headDim, dim, kernel: 1, bias: false, std: std, generator: &generator)
+        attnDrop = Dropout(c.attnDropRate, state: state); projDrop = Dropout(c.dropRate, state: state)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let b = x.shape[0], h = x.shape[2], w = x.shape[3], n = h * w
+        let width = heads * headDim
+        func project(_ i: Int) -> Tensor {  // rows i·width ..< (i+1)·width of qkv → [B, h, hd, N]
+            let weight = qkv.weight.value.slice(axis: 0, (i * width)..<((i + 1) * width))
+            let bias = qkv.bias.map { $0.value.slice(axis: 0, (i * width)..<((i + 1) * width)) }
+            return Tensor.conv2d(x, weight: weight, bias: bias).reshaped([b, heads, headDim, n])
+        }
+        let q = project(0), k = project(1), v = project(2)
+        let out: Tensor
+        if attnDrop.p > 0 && attnDrop.state.training {
+            let attn = (Tensor.matmul(q, k, transposeA: true) * scale).softmax(axis: -1)  // [B, h, N, N]
+            out = Tensor.matmul(v, attnDrop(attn), transposeB: true)  // [B, h, hd, N]
+        } else {
+            out = channelMajorAttention(query: q, key: k, value: v, scale: scale)
+        }
+        return projDrop(proj(out.reshaped([b, width, h, w])))
+    }
+
+    public func visit(_ v: inout ModuleVisitor) { v.child("qkv", qkv); v.child("proj", proj) }
+}
+
+/// softmax(scale·qᵀk)·vᵀ per leading index, with every operand channel-major: `q, k: [..., d, N]`,
+/// `v: [..., dv, N]` → `[..., dv, N]` (out[c, i] = Σ_j P[i, j]·v[c, j], P = softmax over j of
+/// scale·Σ_c q[c, i]·k[c, j]). The (batch, head) pairs run in parallel with single-threaded GEMMs;
+/// the probabilities are kept for backward.
+fileprivate func channelMajorAttention(query q: Tensor, key k: Tensor, value v: Tensor, scale: Float) -> Tensor {
+    let lead = Array(q.shape.dropLast(2))
+    let d = q.shape[q.rank - 2], n = q.shape[q.rank - 1], dv = v.shape[v.rank - 2]
+    precondition(k.shape == q.shape && Array(v.shape.dropLast(2)) == lead && v.shape.last == n,
+                 "channelMajorAttention: q \(q.shape), k \(k.shape), v \(v.shape) do not fit")
+    let bh = lead.reduce(1, *)
+    let probs = Tensor(uninitializedShape: lead + [n, n])
+    let out = Tensor(uninitializedShape: lead + [dv, n])
+    withExtendedLifetime((q, k, v, probs, out)) {
+        let pq = q.storage.pointer.sendable, pk = k.storage.pointer.sendable, pv = v.storage.pointer.sendable
+        let pp = probs.storage.pointer.sendable, po = out.storage.pointer.sendable
+        BLASRuntime.withSingleThreadedBLAS {
+            Parallel.forRange(bh, grain: 1) { r in
+                for i in r {
+                    let p = pp + i * n * n
+                    // S = scale·qᵀ·k  [N, N]
+                    sgemm(transA: true, transB: false, m: n, n: n, k: d, alpha: scale, a: pq + i * d * n, lda: n,
+                          b: pk + i * d * n, ldb: n, c: p, ldc: n)
+                    for row in 0..<n { visformerSoftmaxRow(p + row * n, n) }
+                    // O = v·Pᵀ  [dv, N]
+                    sgemm(transA: false, transB: true, m: dv, n: n, k: n, a: pv + i * dv * n, lda: n, b: p, ldb: n,
+                          c: po + i * dv * n, ldc: n)
+                }
+            }
+        }
+    }
+    let q0 = q.detached(), k0 = k.detached(), v0 = v.detached()
+    return Tensor.record("channel_major_attention", out, inputs: [q, k, v]) { g in
+        let dq = Tensor(uninitializedShape: q0.shape), dk = Tensor(uninitializedShape: k0.shape)
+        let dvT = Tensor(uninitializedShape: v0.shape)
+        let chunks = min(Parallel.threads, bh)
+        let scratch = Tensor(uninitializedShape: [chunks, n * n])
+        withExtendedLifetime((q0, k0, v0, probs, g, dq, dk, dvT, scratch)) {
+            let pq = q0.storage.pointer.sendable, pk = k0.storage.pointer.sendable, pv = v0.storage.pointer.sendable
+            let pp = probs.storage.pointer.sendable, pg = g.storage.pointer.sendable
+            let pdq = dq.storage.pointer.sendable, pdk = dk.storage.pointer.sendable, pdv = dvT.storage.pointer.sendable
+            let ps = scratch.storage.pointer.sendable
+            BLASRuntime.withSingleThreadedBLAS {
+                DispatchQueue.concurrentPerform(iterations: chunks) { ch in
+                    let ds = ps + ch * n * n
+                    for i in (bh * ch / chunks)..<(bh * (ch + 1) / chunks) {
+                        let p = pp + i * n * n, gi = pg + i * dv * n
+                        // dV = dO·P  [dv, N]
+                        sgemm(transA: false, transB: false, m: dv, n: n, k: n, a: gi, lda: n, b: p, ldb: n,
+                              c: pdv + i * dv * n, ldc: n)
+                        // dP = dOᵀ·v  [N, N], then dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
+                        sgemm(transA: true, transB: false, m: n, n: n, k: dv, a: gi, lda: n, b: pv + i * dv * n, ldb: n,
+                              c: ds, ldc: n)
+                        for row in 0..<n {
+                            let pr = p + row * n, dr = ds + row * n
+                            let dot = visformerDot(pr, dr, n)
+                            for j in 0..<n { dr[j] = pr[j] * (dr[j] - dot) * scale }
+                        }
+                        // dq = k·dSᵀ, dk = q·dS  [d, N]
+                        sgemm(transA: false, transB: true, m: d, n: n, k: n, a: pk + i * d * n, lda: n, b: ds, ldb: n,
+                              c: pdq + i * d * n, ldc: n)
+                        sgemm(transA: false, transB: false, m: d, n: n, k: n, a: pq + i * d * n, lda: n, b: ds, ldb: n,
+                              c: pdk + i * d * n, ldc: n)
+                    }
+                }
+            }
+        }
+        return [dq, dk, dvT]
+    }
+}
+
+/// In-place softmax of one row of `n` logits. The reductions run on SIMD accumulators and the
+/// exponential is inlined here (the engine's `fastExp` is not inlinable across modules), so every
+/// loop vectorizes.
+@inline(__always)
+private func visformerSoftmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+    var j = 0
+    var m0 = SIMD4<Float>(repeating: -.infinity), m1 = m0
+    while j + 8 <= n {
+        let a = simdLoad(x + j), b = simdLoad(x + j + 4)
+        m0.replace(with: a, where: a .> m0); m1.replace(with: b, where: b .> m1)
+        j += 8
+    }
+    m0.replace(with: m1, where: m1 .> m0)
+    var m = max(max(m0[0], m0[1]), max(m0[2], m0[3]))
+    while j < n { m = max(m, x[j]); j += 1 }
+    for j in 0..<n { x[j] = visformerExp(x[j] - m) }
+    let inv = 1 / visformerSum(x, n)
+    for j in 0..<n { x[j] *= inv }
+}
+
+/// Σ x[j].
+@inline(__always)
+private func visformerSum(_ x: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
+    var j = 0
+    var a0 = SIMD4<Float>(), a1 = a0
+    while j + 8 <= n { a0 += simdLoad(x + j); a1 += simdLoad(x + j + 4); j += 8 }
+    var s = (a0 + a1).sum()
+    while j < n { s += x[j]; j += 1 }
+    return s
+}
+
+/// Σ a[j]·b[j].
+@inline(__always)
+private func visformerDot(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
+    var j = 0
+    var a0 = SIMD4<Float>(), a1 = a0
+    while j + 8 <= n { a0 += simdLoad(a + j) * simdLoad(b + j); a1 += simdLoad(a + j + 4) * simdLoad(b + j + 4); j += 8 }
+    var s = (a0 + a1).sum()
+    while j < n { s += a[j] * b[j]; j += 1 }
+    return s
+}
+
+@inline(__always)
+private func simdLoad(_ p: UnsafeMutablePointer<Float>) -> SIMD4<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+}
+
+/// e^x for x ≤ 0 (softmax arguments), relative error about 2e-7: Cephes expf (k = round(x/ln2) by
+/// the 1.5·2²³ shifter, degree-6 polynomial on the remainder, 2^k from exponent bits); 0 below −87.
+@inline(__always)
+private func visformerExp(_ x: Float) -> Float {
+    let xc = max(x, -87.336_54)
+    let shifted = xc * 1.442_695_04 + 12_582_912
+    let k = shifted - 12_582_912
+    let r = (xc - k * 0.693_359_375) + k * 2.121_944_4e-4
+    var p: Float = 1.987_569_1e-4
+    p = p * r + 1.398_199_9e-3
+    p = p * r + 8.333_452e-3
+    p = p * r + 4.166_579_6e-2
+    p = p * r + 1.666_666_5e-1
+    p = p * r + 5e-1
+    let e = p * (r * r) + r + 1
+    let out = e * Float(bitPattern: (shifted.bitPattern &- 0x4B40_0000 &+ 127) &<< 23)
+    return x < -87.336_54 ? 0 : out
+}
+
+/// The conv MLP: conv1 (1×1) → GELU → dropout → [conv2 (3×3, groups, pad 1) → GELU] → conv3 (1×1)
+/// → dropout, all bias-free. `x: [B, C, H, W]` → `[B, C, H, W]`.
+public final class VisformerMlp: Module {
+    public let conv1: Conv2d, conv3: Conv2d
+    public let conv2: Conv2d?
+    let drop: Dropout
+    let gelu: GELUApproximation
+    let fastGroupedConv: Bool
+
+    init(_ dim: Int, hidden: Int, spatialConv: Bool, config c: VisformerConfig, state: ModelState,
+         generator: inout RandomGenerator) {
+        let std: Float? = c.convInit ? nil : 0.02
+        conv1 = Conv2d(dim, hidden, kernel: 1, bias: false, std: std, generator: &generator)
+        conv2 = spatialConv
+            ? Conv2d(hidden, hidden, kernel: 3, padding: 1, groups: c.group, bias: false, std: std, generator: &generator) : nil
+        conv3 = Conv2d(hidden, dim, kernel: 1, bias: false, std: std, generator: &generator)
+        drop = Dropout(c.dropRate, state: state)
+        gelu = c.gelu
+        fastGroupedConv = c.fastGroupedConv
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        var y = drop(conv1(x).gelu(approximate: gelu))
+        if let conv2 {
+            let z = fastGroupedConv && conv2.padding == (1, 1) && conv2.weight.shape[2] == 3
+                ? visformerGroupedConv(y, weight: conv2.weight.value, groups: conv2.groups) : conv2(y)
+            y = z.gelu(approximate: gelu)
+        }
+        return drop(conv3(y))
+    }
+
+    public func visit(_ v: inout ModuleVisitor) { v.child("conv1", conv1); v.child("conv2", conv2); v.child("conv3", conv3) }
+}
+
+/// `x + DropPath(Attn(BN1(x)))` (attention stages only), then `x + DropPath(MLP(BN2(x)))`.
+/// `x: [B, C, H, W]`.
+public final class VisformerBlock: Module {
+    public let norm1: BatchNorm2d?
+    public let attn: VisformerAttention?
+    public let norm2: BatchNorm2d
+    public let mlp: VisformerMlp
+    let dropPath: DropPath
+
+    init(stage s: Int, dropPath: Float, config c: VisformerConfig, state: ModelState, generator: inout RandomGenerator) {
+        let dim = c.width(stage: s)
+        if c.attentionStages[s] {
+            norm1 = BatchNorm2d(dim, eps: c.batchNormEps, momentum: c.batchNormMomentum, state: state)
+            attn = VisformerAttention(dim, heads: c.numHeads[s], headDim: c.headDim(stage: s), config: c, state: state,
+                                      generator: &generator)
+        } else {
+            norm1 = nil; attn = nil
+        }
+        norm2 = BatchNorm2d(dim, eps: c.batchNormEps, momentum: c.batchNormMomentum, state: state)
+        mlp = VisformerMlp(dim, hidden: c.mlpHidden(stage: s), spatialConv: c.spatialConvStages[s], config: c, state: state,
+                           generator: &generator)
+        self.dropPath = DropPath(dropPath, state: state)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        var y = x
+        if let norm1, let attn { y = y + dropPath(attn(norm1(y))) }
+        return y + dropPath(mlp(norm2(y)))
+    }
+
+    public func visit(_ v: inout ModuleVisitor) {
+        v.child("norm1", norm1); v.child("attn", attn); v.child("norm2", norm2); v.child("mlp", mlp)
+    }
+}
+
+/// Stem: conv 7×7 stride 2 pad 3 (no bias) → BatchNorm → ReLU, visited as `0`, `1`.
+final class VisformerStem: Module {
+    let conv: Conv2d
+    let norm: BatchNorm2d
+    init(_ inChannels: Int, _ out: Int, config c: VisformerConfig, state: ModelState, generator: inout RandomGenerator) {
+        conv = Conv2d(inChannels, out, kernel: 7, stride: 2, padding: 3, bias: false, std: c.convInit ? nil : 0.02,
+                      generator: &generator)
+        norm = BatchNorm2d(out, eps: c.batchNormEps, momentum: c.batchNormMomentum, state: state)
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { norm(conv(x)).relu() }
+    func visit(_ v: inout ModuleVisitor) { v.child("0", conv); v.child("1", norm) }
+}
+
+/// A list of blocks visited as `0`, `1`, … under its parent's name.
+final class VisformerStage: Module {
+    let blocks: [VisformerBlock]
+    init(_ blocks: [VisformerBlock]) { self.blocks = blocks }
+    func visit(_ v: inout ModuleVisitor) { v.children("", blocks) }
+}
+
+// MARK: - Model
+
+/// Visformer. `x: [B, C_in, H, W]` → features `[B, 2E]` (final BatchNorm, global average pool) →
+/// logits `[B, numClasses]`.
+///
+/// Stem (112×112 at 224) → [v2: patch_embed0 (2×2) + pos_embed0 + stage 0, 56×56] → patch_embed1
+/// (4×4 for v1, 2×2 for v2) + pos_embed1 + stage 1 (28×28, conv blocks) → patch_embed2 + pos_embed2 +
+/// stage 2 (14×14, attention) → patch_embed3 + pos_embed3 + stage 3 (7×7, attention). Position tables
+/// `[1, C_s, H_s, W_s]` are sized for `config.imageSize` and the input must have that size.
+///
+/// `inChannels` is honoured by the stem (MindCV ignores it and always builds a 3-channel stem; the
+/// two agree for RGB input).
+///
+/// Initialisation follows MindCV: convs N(0, √(2/(out·kh·kw))) (conv_init), conv biases zero,
+/// position embeddings and the head truncated-normal(0.02) with zero bias, BatchNorm 1/0 with
+/// running statistics 0/1.
+public final class Visformer: Classifier {
+    public let config: VisformerConfig
+    public let state: ModelState
+    public private(set) var numClasses: Int
+    let stem: VisformerStem
+    /// Patch embeddings of stages 0–3 (nil for stage 0 in v1).
+    public let patchEmbeds: [VisformerPatchEmbed?]
+    /// `pos_embed{s}`: `[1, C_s, H_s, W_s]` (nil where absent).
+    public let posEmbeds: [Parameter?]
+    let stages: [VisformerStage?]
+    let posDrop: Dropout
+    public let norm: BatchNorm2d
+    public private(set) var head: Linear?
+    var generator: RandomGenerator
+
+    public var featureDim: Int { config.width(stage: 3) }
+
+    public init(config c: VisformerConfig) {
+        precondition(c.depths.count == 4 && c.numHeads.count == 4 && c.attentionStages.count == 4
+                     && c.spatialConvStages.count == 4 && c.headDimRatios.count == 4,
+                     "Visformer: depths, numHeads, attentionStages, spatialConvStages and headDimRatios need 4 entries each")
+        config = c
+        state = ModelState(seed: c.seed)
+        numClasses = c.numClasses
+        var g = RandomGenerator(seed: c.seed)
+        stem = VisformerStem(c.inChannels, c.initChannels, config: c, state: state, generator: &g)
+        let total = c.depths.reduce(0, +)
+        var embeds: [VisformerPatchEmbed?] = [], pos: [Parameter?] = [], stages: [VisformerStage?] = []
+        var blockIndex = 0
+        for s in 0..<4 {
+            guard s > 0 || c.hasStage0 else { embeds.append(nil); pos.append(nil); stages.append(nil); continue }
+            let inC = s == 0 || (s == 1 && !c.hasStage0) ? c.initChannels : c.width(stage: s - 1)
+            embeds.append(VisformerPatchEmbed(inC, c.width(stage: s), patchSize: c.patchSize(stage: s), config: c, state: state,
+                                              generator: &g))
+            if c.usePositionEmbedding {
+                let side = c.grid(stage: s)
+                pos.append(Parameter(Initializer.truncatedNormal([1, c.width(stage: s), side, side], std: 0.02, generator: &g)))
+            } else {
+                pos.append(nil)
+            }
+            var blocks: [VisformerBlock] = []
+            for _ in 0..<c.depths[s] {
+                let rate = total > 1 ? c.dropPathRate * Float(blockIndex) / Float(total - 1) : 0
+                blocks.append(VisformerBlock(stage: s, dropPath: rate, config: c, state: state, generator: &g))
+                blockIndex += 1
+            }
+            stages.append(VisformerStage(blocks))
+        }
+        patchEmbeds = embeds; posEmbeds = pos; self.stages = stages
+        posDrop = Dropout(c.dropRate, state: state)
+        norm = BatchNorm2d(c.width(stage: 3), eps: c.batchNormEps, momentum: c.batchNormMomentum, state: state)
+        head = c.numClasses > 0 ? Linear(c.width(stage: 3), c.numClasses, generator: &g) : nil
+        generator = g
+    }
+
+    /// `x: [B, C_in, H, W]` → `[B, 2E]`.
+    public func forwardFeatures(_ x: Tensor) -> Tensor {
+        var y = stem(x)
+        for s in 0..<4 {
+            guard let embed = patchEmbeds[s], let stage = stages[s] else { continue }
+            y = embed(y)
+            if let pos = posEmbeds[s] {
+                precondition(Array(y.shape.dropFirst()) == Array(pos.shape.dropFirst()),
+                             "Visformer: stage \(s) map \(y.shape) does not fit pos_embed\(s) \(pos.shape); input must be \(config.imageSize)×\(config.imageSize)")
+                y = posDrop(y + pos.value)
+            }
+            for block in stage.blocks { y = block(y) }
+        }
+        return norm(y).mean(axes: [2, 3])
+    }
+
+    /// `features: [B, 2E]` → logits `[B, numClasses]` (the features with `preLogits` or without a head).
+    public func forwardHead(_ features: Tensor, preLogits: Bool = false) -> Tensor {
+        guard !preLogits, let head else { return features }
+        return head(features)
+    }
+
+    public func resetClassifier(numClasses: Int) {
+        self.numClasses = numClasses
+        head = numClasses > 0 ? Linear(featureDim, numClasses, generator: &generator) : nil
+    }
+
+    public var noWeightDecay: Set<String> {
+        Set((0..<4).filter { posEmbeds[$0] != nil }.map { "pos_embed\($0)" })
+    }
+
+    public func visit(_ v: inout ModuleVisitor) {
+        v.child("stem", stem)
+        for s in 0..<4 {
+            v.child("patch_embed\(s)", patchEmbeds[s])
+            v.param("pos_embed\(s)", posEmbeds[s])
+            v.child("stage\(s)", stages[s])
+        }
+        v.child("norm", norm)
+        v.child("head", head)
+    }
+}
+
+// MARK: - Presets
+
 extension ModelRegistry {
-    static let visformerEntries: [ModelEntry] = []
+    static let visformerEntries: [ModelEntry] = [
+        ("visformer_tiny", VisformerConfig.tiny), ("visformer_tiny_v2", VisformerConfig.tinyV2),
+        ("visformer_small", VisformerConfig.small), ("visformer_small_v2", VisformerConfig.smallV2),
+    ].map { name, config in
+        ModelEntry(name: name, family: "visformer",
+                   dataConfig: DataConfig(inputSize: [3, 224, 224], cropPct: 0.875, interpolation: "bicubic",
+                                          firstConv: "stem.0", classifier: "head"),
+                   countingRule: .withBufferStatistics, defaultImageSize: 224) { options in
+            Visformer(config: config.applying(options))
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Tensor
 
 @main
@@ -6,10 +7,11 @@ struct Zoo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zoo",
         abstract: "Vision transformers on the CPU: train, validate, predict, benchmark.",
-        subcommands: [ListCommand.self, DataCommand.self])
+        subcommands: [TrainCommand.self, ValidateCommand.self, PredictCommand.self, ListCommand.self, DataCommand.self])
 
     static func main() {
         BLASRuntime.preferFastestCore()
+        setvbuf(stdout, nil, _IOLBF, 0)  // progress lines appear as they are printed, also when redirected
         var command: ParsableCommand
         do { command = try parseAsRoot() } catch { exit(withError: error) }
         do { try command.run() } catch { exit(withError: error) }

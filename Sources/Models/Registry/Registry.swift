@@ -144,10 +144,24 @@ public func closest(to name: String, among candidates: [String], limit: Int = 3)
         return a.isEmpty ? b.count : prev[b.count]
     }
     let n = Array(name.lowercased())
-    let scored = candidates.map { c -> (String, Int) in
-        let d = distance(n, Array(c.lowercased()))
-        return (c, c.lowercased().hasPrefix(name.lowercased()) && !name.isEmpty ? min(d, 1) : d)
+    // Edit distance, with half a point off when one name is a prefix of the other (a typo that
+    // added or dropped a suffix, as in `pit_tiny` for `pit_ti`).
+    let scored = candidates.map { c -> (String, Double) in
+        let lc = c.lowercased(), ln = name.lowercased()
+        let d = Double(distance(n, Array(lc)))
+        return (c, !ln.isEmpty && (lc.hasPrefix(ln) || ln.hasPrefix(lc)) ? d - 0.5 : d)
     }
     let limitDistance = max(3, n.count / 2)
-    return scored.filter { $0.1 <= limitDistance }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.prefix(limit).map { $0.0 }
+    return scored.filter { $0.1 <= Double(limitDistance) }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.prefix(limit).map { $0.0 }
+}
+
+extension ModelRegistry {
+    /// MindCV's own drop-path rate of each model, used when a recipe leaves `drop_path_rate` unset
+    /// (spec/training.md §2.4): ConViT 0.1, Visformer tiny 0.03 and small 0.1, the others 0.
+    public static func defaultDropPathRate(_ name: String) -> Float {
+        if name.hasPrefix("convit_") { return 0.1 }
+        if name.hasPrefix("visformer_tiny") { return 0.03 }
+        if name.hasPrefix("visformer_small") { return 0.1 }
+        return 0
+    }
 }

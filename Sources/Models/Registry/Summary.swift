@@ -25,10 +25,11 @@ public struct ModelSummary: Sendable, Codable, Equatable {
     /// decimals, or (`lastDigit`) equal when truncated instead, or off by one in the last digit.
     public var agreement: Agreement {
         guard let p = publishedParamsM else { return .unpublished }
-        let m = Double(countedParams) / 1e6
-        let printed = (p * 100).rounded()
-        if (m * 100).rounded() == printed { return .exact }
-        if (m * 100).rounded(.down) == printed || abs((m * 100).rounded() - printed) == 1 { return .lastDigit }
+        // In units of 0.01 M, with integer arithmetic so that 40.245 M rounds up as printed.
+        let printed = Int((p * 100).rounded())
+        let rounded = (countedParams + 5_000) / 10_000, truncated = countedParams / 10_000
+        if rounded == printed { return .exact }
+        if truncated == printed || abs(rounded - printed) == 1 { return .lastDigit }
         return .differs
     }
 

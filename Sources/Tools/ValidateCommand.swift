@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+import Trainer
+
+/// `zoo validate --model NAME --data_dir D [--ckpt_path P] [--batch_size N] [--json]`.
+struct ValidateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "validate", abstract: "Top-1/top-5 accuracy of a checkpoint on DATA_DIR/val.")
+
+    @Option(name: .long, help: "Registered model name.") var model: String
+    @Option(name: [.customLong("data_dir"), .customLong("data-dir")], help: "ImageNet-layout folder.") var dataDir: String
+    @Option(name: [.customLong("ckpt_path"), .customLong("ckpt-path")], help: "Checkpoint file or run directory.") var ckptPath: String?
+    @Option(name: [.customLong("batch_size"), .customLong("batch-size")]) var batchSize = 64
+    @Option(name: [.customLong("num_parallel_workers"), .customLong("num-parallel-workers")]) var workers = 2
+    @Option(name: [.customLong("val_split"), .customLong("val-split")]) var split = "val"
+    @Flag(name: .long, help: "Print a JSON object: top1, top5 (percent), loss, images.") var json = false
+    @OptionGroup var eval: EvalTransformOptions
+
+    func run() throws {
+        let session = try InferenceSession(modelName: model, checkpoint: ckptPath, settings: try eval.settings())
+        let counts = try session.validate(dataDir: dataDir, split: split, batchSize: batchSize, workers: workers) { i, n in
+            if !json && (i % 20 == 0 || i == n) { FileHandle.standardError.write(Data("\r\(i)/\(n) batches".utf8)) }
+        }
+        if !json { FileHandle.standardError.write(Data("\n".utf8)) }
+        if json {
+            let obj: [String: Any] = ["model": model, "top1": counts.top1, "top5": counts.top5, "loss": counts.loss,
+                                      "images": counts.images, "images_per_s": counts.imagesPerSecond]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            print(String(format: "%@ on %@/%@: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images, %.1f images/s)",
+                         model, dataDir, split, counts.top1, counts.top5, counts.loss, counts.images, counts.imagesPerSecond))
+        }
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import Models
+import Tensor
+
+/// A checkpoint as the evaluation tools see it: its weights, and what its training run recorded
+/// (class names, the resolved recipe beside it).
+public struct CheckpointInfo {
+    public var weightsPath: String
+    public var weights: [String: Tensor]
+    public var classNames: [String]?
+    public var recipe: Recipe?
+
+    /// Reads a checkpoint given as any of its files (`<stem>.safetensors`, `.state.safetensors`,
+    /// `.json`), a run directory (its latest checkpoint), or a plain safetensors file of weights.
+    public init(path: String, modelName: String? = nil) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CheckpointError.notFound(path: path) }
+        var metaPath: String? = nil
+        if isDir.boolValue || path.hasSuffix(".json") || path.hasSuffix(".state.safetensors") {
+            let p = try CheckpointManager.resolve(path, modelName: modelName)
+            weightsPath = p.weights; metaPath = p.meta
+        } else {
+            weightsPath = path
+            let stem = String(path.dropLast((path as NSString).pathExtension.count + 1))
+            if FileManager.default.fileExists(atPath: stem + ".json") { metaPath = stem + ".json" }
+        }
+        weights = try SafeTensorsFile(path: weightsPath).tensors
+        if let metaPath, let data = FileManager.default.contents(atPath: metaPath),
+           let state = try? JSONDecoder().decode(TrainingState.self, from: data) {
+            classNames = state.classNames.isEmpty ? nil : state.classNames
+            let recipePath = ((weightsPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("\(state.model).yaml")
+            if FileManager.default.fileExists(atPath: recipePath) { recipe = try? Recipe.load(yamlPath: recipePath) }
+        }
+    }
+}
+
+/// Evaluation-transform settings: each nil falls back to the training recipe beside the checkpoint,
+/// then to the model's default data config.
+public struct EvalSettings: Sendable {
+    public var imageResize: Int?
+    public var cropPct: Double?
+    public var interpolation: String?
+    /// On the 0–255 scale, as in MindCV recipes.
+    public var mean: [Double]?
+    public var std: [Double]?
+    public init(imageResize: Int? = nil, cropPct: Double? = nil, interpolation: String? = nil, mean: [Double]? = nil, std: [Double]? = nil) {
+        self.imageResize = imageResize; self.cropPct = cropPct; self.interpolation = interpolation; self.mean = mean; self.std = std
+    }
+
+    /// The settings with every value filled in.
+    public func resolved(entry: ModelEntry, recipe: Recipe?) -> (size: Int, cropPct: Double, interpolation: String, mean: [Double], std: [Double]) {
+        let dc = entry.dataConfig
+        return (imageResize ?? recipe?.imageResize ?? dc.inputSize[2],
+                cropPct ?? recipe?.cropPct ?? dc.cropPct,
+                interpolation ?? recipe?.interpolation ?? dc.interpolation,
+                mean ?? recipe?.mean ?? dc.mean.map { $0 * 255 },
+                std ?? recipe?.std ?? dc.std.map { $0 * 255 })
+    }
+}
+
+/// One image's prediction.
+public struct Prediction: Codable, Sendable {
+    public var path: String
+    public var topk: [Int]
+    public var classNames: [String]?
+    public var probs: [Double]
+    public var logits: [Double]
+}
+
+/// Model loading, validation and prediction for `zoo validate` / `zoo predict`.
+public final class InferenceSession {
+    public let entry: ModelEntry
+    public let model: any Classifier
+    public let transform: EvalTransform
+    public let classNames: [String]?
+    public let numClasses: Int
+
+    /// Builds `modelName` sized for the checkpoint (class count from its classifier, input size
+    /// from the settings) and loads the weights strictly. Without a checkpoint the model keeps its
+    /// initial weights (useful for smoke tests only).
+    public init(modelName: String, checkpoint: String?, settings: EvalSettings = EvalSettings(), classes: Int? = nil) throws {
+        let entry = try ModelRegistry.entry(modelName)
+        self.entry = entry
+        let info = try checkpoint.map { try CheckpointInfo(path: $0, modelName: modelName) }
+        let s = settings.resolved(entry: entry, recipe: info?.recipe)
+        let headBias = info?.weights[entry.dataConfig.classifier + ".bias"]?.shape.first
+        let numClasses = classes ?? headBias ?? info?.classNames?.count ?? 1000
+        self.numClasses = numClasses
+        let trainSize = info?.recipe?.imageResize ?? s.size
+        let options = ModelOptions(numClasses: numClasses, inChannels: info?.recipe?.inChannels ?? 3, imageSize: trainSize)
+        if let info {
+            model = Initializer.withoutInitialization { entry.build(options) }
+            try model.load(stateDict: info.weights, strict: true, source: info.weightsPath)
+        } else {
+            model = entry.build(options)
+        }
+        model.eval()
+        classNames = info?.classNames
+        transform = try EvalTransform(imageSize: s.size, cropPct: s.cropPct, interpolation: Interpolation(mindcv: s.interpolation),
+                                      mean: s.mean, std: s.std)
+    }
+
+    /// Top-1/top-5 over `dataDir/split`.
+    public func validate(dataDir: String, split: String = "val", batchSize: Int = 64, workers: Int = 4,
+                         progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationCounts {
+        let set = try ImageFolder(root: dataDir, split: split)
+        if let classNames, classNames != set.classes {
+            throw TrainingError.invalidRecipe(key: "data_dir", reason: "the class folders of \(dataDir)/\(split) differ from the \(classNames.count) classes the checkpoint was trained on")
+        }
+        let loader = try DataLoader(dataset: set, transform: transform, options: .evaluation(batchSize: batchSize, numParallelWorkers: workers))
+        return try Evaluator.evaluate(model: model, loader: loader, progress: progress)
+    }
+
+    /// Predictions for image files (folders are searched for .jpg/.jpeg/.png).
+    public func predict(_ inputs: [String], topk: Int = 5) throws -> [Prediction] {
+        var paths: [String] = []
+        for p in inputs {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else { throw DataError.unreadable(path: p, reason: "no such file or folder") }
+            if isDir.boolValue {
+                let found = (FileManager.default.enumerator(atPath: p)?.allObjects as? [String] ?? [])
+                    .filter { ["jpg", "jpeg", "png"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+                paths += found.map { (p as NSString).appendingPathComponent($0) }
+            } else {
+                paths.append(p)
+            }
+        }
+        let decoder = ImageDecoder()
+        var out: [Prediction] = []
+        let h = transform.outputHeight, w = transform.outputWidth
+        for path in paths {
+            let image = try decoder.decode(contentsOf: path)
+            let x = Tensor(uninitializedShape: [1, 3, h, w])
+            var rng = RandomGenerator(seed: 0)
+            transform.apply(image, rng: &rng, into: x.storage.pointer)
+            let logits = withNoGrad { model(x) }
+            let probs = logits.softmax(axis: -1).scalars.map { Double($0) }
+            let top = Metrics.topK(logits, k: topk)[0]
+            out.append(Prediction(path: path, topk: top, classNames: classNames.map { names in top.map { $0 < names.count ? names[$0] : "\($0)" } },
+                                  probs: top.map { probs[$0] }, logits: logits.scalars.map { Double($0) }))
+        }
+        return out
+    }
+}

@@ -18,13 +18,13 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         let recipe = try Recipe.load(yamlPath: config, overrides: overrides)
         let communicator = try makeCommunicator(distribute: recipe.distribute)
-        let run = try TrainingRun(recipe: recipe, communicator: communicator)
+        let run = try TrainingRun(recipe: recipe, communicator: communicator, log: emit)
         installInterruptHandler(run)
         try run.run()
     }
 }
 
-/// Ctrl-C finishes the current step, saves a checkpoint and exits; a second Ctrl-C exits at once.
+/// Ctrl-C stops after the current step (the last completed epoch stays the resume point); a second Ctrl-C exits at once.
 func installInterruptHandler(_ run: TrainingRun) {
     nonisolated(unsafe) let target = run
     signal(SIGINT, SIG_IGN)
@@ -33,7 +33,7 @@ func installInterruptHandler(_ run: TrainingRun) {
     source.setEventHandler {
         count += 1
         if count > 1 { exit(130) }
-        FileHandle.standardError.write(Data("interrupt: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)\n".utf8))
+        FileHandle.standardError.write(Data("interrupt: stopping after the current step; the last completed epoch's checkpoint is kept (Ctrl-C again to quit now)\n".utf8))
         target.stopRequested = true
     }
     source.resume()

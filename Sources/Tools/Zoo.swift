@@ -11,9 +11,14 @@ struct Zoo: ParsableCommand {
 
     static func main() {
         BLASRuntime.preferFastestCore()
-        setvbuf(stdout, nil, _IOLBF, 0)  // progress lines appear as they are printed, also when redirected
         var command: ParsableCommand
         do { command = try parseAsRoot() } catch { exit(withError: error) }
         do { try command.run() } catch { exit(withError: error) }
     }
+}
+
+/// Prints a line and flushes it, so progress appears as it happens also when output is redirected.
+@Sendable func emit(_ line: String) {
+    print(line)
+    fflush(nil)
 }

@@ -59,8 +59,11 @@ public final class TrainingRun {
     public let checkpoints: CheckpointManager?
     /// Where progress and epoch lines go (rank 0 only).
     public var log: @Sendable (String) -> Void
-    /// Set to stop after the current step (e.g. by a signal handler); the run saves nothing more.
+    /// Set to stop after the current step (e.g. by a signal handler). The interrupted epoch is not
+    /// saved: the last completed epoch's checkpoint stays the point to resume from.
     public var stopRequested = false
+    /// Stop cleanly after this many completed epochs (checkpoint saved), e.g. to split a run.
+    public var stopAfterEpoch: Int?
 
     var startEpoch = 0
     var globalStep = 0
@@ -136,20 +139,21 @@ public final class TrainingRun {
         checkpoints = isRoot ? try CheckpointManager(recipe: recipe) : nil
 
         // Initial weights and resume.
-        if let resume = recipe.resume ?? (recipe.ckptPath.isEmpty ? nil : recipe.ckptPath) {
-            let paths = try CheckpointManager.resolve(resume, modelName: recipe.resume != nil ? recipe.model : nil)
-            let fullResume = recipe.resume != nil || recipe.resumeOpt
-            let state = try CheckpointManager.load(paths, model: model, optimizer: fullResume ? optimizer : nil, ema: fullResume ? ema : nil)
-            if fullResume {
-                startEpoch = state.epoch + 1
-                globalStep = state.globalStep
-                bestTop1 = state.bestMetric
-                bestEpoch = state.bestEpoch
-                if let g = state.rng["model"] { model.state.generator = g }
-                self.log("resumed from \(paths.weights): epoch \(state.epoch + 1) done, global step \(state.globalStep)")
-            } else {
-                self.log("initialised weights from \(paths.weights)")
-            }
+        // `resume` (or MindCV's `ckpt_path` + `resume_opt`) continues a run: weights, optimizer, EMA,
+        // step, epoch and generator state. `ckpt_path` alone only initialises the weights.
+        if let resume = recipe.resume ?? (recipe.resumeOpt && !recipe.ckptPath.isEmpty ? recipe.ckptPath : nil) {
+            let paths = try CheckpointManager.resolve(resume, modelName: recipe.model)
+            let state = try CheckpointManager.load(paths, model: model, optimizer: optimizer, ema: ema)
+            startEpoch = state.epoch + 1
+            globalStep = state.globalStep
+            bestTop1 = state.bestMetric
+            bestEpoch = state.bestEpoch
+            if let g = state.rng["model"] { model.state.generator = g }
+            self.log("resumed from \(paths.weights): \(state.epoch + 1) epochs done, global step \(state.globalStep)")
+        } else if !recipe.ckptPath.isEmpty {
+            let info = try CheckpointInfo(path: recipe.ckptPath, modelName: recipe.model)
+            try model.load(stateDict: info.weights, strict: true, source: info.weightsPath)
+            self.log("initialised weights from \(info.weightsPath)")
         }
         // Every rank starts from rank 0's weights.
         if communicator.worldSize > 1 {
@@ -220,6 +224,11 @@ public final class TrainingRun {
                 }
                 if stopRequested { break }
             }
+            if stopRequested {
+                batches.cancel()
+                log("interrupted in epoch \(epoch + 1); nothing saved for it" + (lastCheckpoint.map { "; resume from \($0) with --resume \(recipe.ckptSaveDir)" } ?? ""))
+                break
+            }
             let summary = batches.summary
             let trainSeconds = Date().timeIntervalSince(epochStart)
             var reduced = try communicator.allReduceSum([lossSum, Double(seen), Double(summary.skippedCount)])
@@ -248,7 +257,7 @@ public final class TrainingRun {
                     let state = TrainingState(epoch: epoch, globalStep: globalStep, optimizerSteps: optimizer.stepCount,
                                               rng: ["model": model.state.generator], metric: record.top1,
                                               bestMetric: bestTop1, bestEpoch: bestEpoch, classNames: trainSet.classes, model: recipe.model)
-                    if (epoch + 1) % max(recipe.ckptSaveInterval, 1) == 0 || epoch == recipe.epochSize - 1 || stopRequested {
+                    if (epoch + 1) % max(recipe.ckptSaveInterval, 1) == 0 || epoch == recipe.epochSize - 1 || epoch + 1 == stopAfterEpoch {
                         lastCheckpoint = try checkpoints.save(model: model, optimizer: optimizer, ema: ema, state: state).weights
                     }
                     if let t1 = record.top1, bestEpoch == epoch + 1, t1 == bestTop1 {
@@ -256,7 +265,7 @@ public final class TrainingRun {
                     }
                 }
             }
-            if stopRequested { break }
+            if let stop = stopAfterEpoch, epoch + 1 >= stop { break }
         }
         let total = Date().timeIntervalSince(start)
         if let bestTop1, let bestEpoch {

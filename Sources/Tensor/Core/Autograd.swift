@@ -81,9 +81,18 @@ extension Tensor {
         var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(root): gradient.detached()]
         withNoGrad {
             for n in order.reversed() {
-                guard let g = grads.removeValue(forKey: ObjectIdentifier(n)) else { continue }
+                guard var g = grads.removeValue(forKey: ObjectIdentifier(n)) else { continue }
                 if n.isLeaf {
-                    if var acc = n.grad { acc.addInPlace(g); n.grad = acc } else { n.grad = g.detached() }
+                    if n.grad != nil {
+                        // in place when nobody else holds the accumulated gradient (copy-on-write otherwise)
+                        n.grad!.addInPlace(g)
+                    } else {
+                        // A leaf's gradient owns its storage: backward functions may hand the same
+                        // buffer to several inputs (add) or a view of the seed (reshape), and
+                        // optimizers write gradients in place.
+                        if !isKnownUniquelyReferenced(&g.storage) { g = g.copy() }
+                        n.grad = g.detached()
+                    }
                     continue
                 }
                 guard let fn = n.backward else {

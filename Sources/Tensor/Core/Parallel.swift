@@ -48,6 +48,22 @@ public enum Parallel {
     }
 }
 
+extension Parallel {
+    /// Runs `body(i)` for i in 0..<iterations concurrently (inline when there is one iteration).
+    /// Use it for work already split into per-thread pieces (e.g. one partial buffer per piece).
+    @inline(__always)
+    public static func forEach(_ iterations: Int, _ body: (Int) -> Void) {
+        if iterations <= 1 {
+            if iterations == 1 { body(0) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedBox(body)
+            DispatchQueue.concurrentPerform(iterations: iterations) { box.value($0) }
+        }
+    }
+}
+
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }

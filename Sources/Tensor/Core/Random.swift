@@ -1,7 +1,18 @@
 /// A seedable, splittable random generator (xoshiro256** seeded through splitmix64). Its whole state
 /// is four words, so training checkpoints can save and restore it exactly.
 public struct RandomGenerator: Sendable, Equatable, Codable {
-    public var state: [UInt64]
+    // The four state words as stored fields: an Array here would cost a uniqueness check and
+    // bounds checks per draw (dropout draws one number per element).
+    private var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
+
+    /// The whole state (four words), as saved in checkpoints.
+    public var state: [UInt64] {
+        get { [s0, s1, s2, s3] }
+        set {
+            precondition(newValue.count == 4, "RandomGenerator state has 4 words, got \(newValue.count)")
+            s0 = newValue[0]; s1 = newValue[1]; s2 = newValue[2]; s3 = newValue[3]
+        }
+    }
 
     public init(seed: UInt64) {
         var s = seed
@@ -13,19 +24,36 @@ public struct RandomGenerator: Sendable, Equatable, Codable {
             z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
             out.append(z ^ (z >> 31))
         }
-        state = out
+        (s0, s1, s2, s3) = (out[0], out[1], out[2], out[3])
+    }
+
+    private enum CodingKeys: String, CodingKey { case state }
+
+    /// Encoded as `{"state": [w0, w1, w2, w3]}` (the same form as before the fields were split).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let words = try c.decode([UInt64].self, forKey: .state)
+        guard words.count == 4 else {
+            throw DecodingError.dataCorruptedError(forKey: .state, in: c, debugDescription: "RandomGenerator state needs 4 words, got \(words.count)")
+        }
+        (s0, s1, s2, s3) = (words[0], words[1], words[2], words[3])
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(state, forKey: .state)
     }
 
     @inline(__always)
     public mutating func next() -> UInt64 {
-        let result = rotl(state[1] &* 5, 7) &* 9
-        let t = state[1] << 17
-        state[2] ^= state[0]
-        state[3] ^= state[1]
-        state[1] ^= state[2]
-        state[0] ^= state[3]
-        state[2] ^= t
-        state[3] = rotl(state[3], 45)
+        let result = rotl(s1 &* 5, 7) &* 9
+        let t = s1 << 17
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = rotl(s3, 45)
         return result
     }
 

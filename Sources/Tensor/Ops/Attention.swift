@@ -7,14 +7,35 @@ import Foundation
 // threading each small GEMM.
 
 extension BLASRuntime {
-    /// Runs `body` with OpenBLAS on one thread (for regions that parallelise over independent GEMMs).
+    /// Runs `body` with OpenBLAS on one thread, for regions that run independent small GEMMs on
+    /// several engine threads at once (one single-threaded sgemm per worker beats threading each
+    /// small GEMM). Concurrent single-threaded sgemm calls are safe: OpenBLAS (threaded build)
+    /// takes its work buffers from a locked pool and runs a 1-thread call on the caller's thread.
+    ///
+    /// The thread count is process-global, so regions are reference-counted under a lock: the
+    /// first region to enter saves the count and sets 1, the last to leave restores it. Without
+    /// this, two overlapping regions (two tasks evaluating models) could restore the count while
+    /// the other still runs concurrent sgemms.
     public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
-        let saved = openblas_get_num_threads()
-        if saved == 1 { return try body() }
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(saved) }
+        singleThreadLock.lock()
+        if singleThreadDepth == 0 {
+            savedThreads = openblas_get_num_threads()
+            if savedThreads != 1 { openblas_set_num_threads(1) }
+        }
+        singleThreadDepth += 1
+        singleThreadLock.unlock()
+        defer {
+            singleThreadLock.lock()
+            singleThreadDepth -= 1
+            if singleThreadDepth == 0 && savedThreads != 1 { openblas_set_num_threads(savedThreads) }
+            singleThreadLock.unlock()
+        }
         return try body()
     }
+
+    private static let singleThreadLock = NSLock()
+    nonisolated(unsafe) private static var singleThreadDepth = 0
+    nonisolated(unsafe) private static var savedThreads: Int32 = 1
 }
 
 extension Tensor {
@@ -39,7 +60,7 @@ extension Tensor {
                     let s = pp + i * nq * nk
                     sgemm(transA: false, transB: true, m: nq, n: nk, k: d, alpha: scale, a: pq + i * nq * d, lda: d,
                           b: pk + i * nk * d, ldb: d, c: s, ldc: nk)
-                    for row in 0..<nq { softmaxRow(s + row * nk, s + row * nk, nk) }
+                    for row in 0..<nq { softmaxRowInPlace(s + row * nk, nk) }
                     sgemm(transA: false, transB: false, m: nq, n: dv, k: nk, a: s, lda: nk, b: pv + i * nk * dv, ldb: dv,
                           c: po + i * nq * dv, ldc: dv)
                 }
@@ -47,6 +68,7 @@ extension Tensor {
         }
         let q0 = q.detached(), k0 = k.detached(), v0 = v.detached()
         return record("attention", out, inputs: [q, k, v]) { g in
+            let pp = probs.storage.pointer.sendable  // the closure owns the saved probabilities
             let dq = Tensor(uninitializedShape: q0.shape), dk = Tensor(uninitializedShape: k0.shape)
             let dvT = Tensor(uninitializedShape: v0.shape)
             let scratch = Tensor(uninitializedShape: [Swift.min(Parallel.threads, bh), nq * nk])
@@ -67,8 +89,7 @@ extension Tensor {
                               c: dp, ldc: nk)
                         for row in 0..<nq {
                             let pr = p + row * nk, dr = dp + row * nk
-                            var dot: Float = 0
-                            for j in 0..<nk { dot += pr[j] * dr[j] }
+                            let dot = vdot(pr, dr, nk)
                             for j in 0..<nk { dr[j] = pr[j] * (dr[j] - dot) * scale }
                         }
                         // dQ = dS·K, dK = dSᵀ·Q
@@ -79,7 +100,7 @@ extension Tensor {
                     }
                 }
             }
-            return [dq, dk, dvT]
+            return withExtendedLifetime((scratch, probs, g, q0, k0, v0)) { [dq, dk, dvT] }
         }
     }
 }

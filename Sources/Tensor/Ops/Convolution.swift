@@ -108,6 +108,7 @@ extension Tensor {
                           c: po + b * outPlane + gi * geo.og * p, ldc: p)
                 }
             }
+            withExtendedLifetime(cols) {}  // the GEMMs above read it through pointers
         }
         if let bias {
             let pb = bias.storage.pointer.sendable, pos = po.sendable
@@ -153,6 +154,7 @@ extension Tensor {
                         }
                     }
                 }
+                withExtendedLifetime(cols) {}  // read through pointers by the GEMMs and col2im
             }
             var grads: [Tensor?] = [dx, dw]
             if bias != nil { grads.append(g.sum(axes: [0, 2, 3])) }

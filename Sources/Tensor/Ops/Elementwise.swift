@@ -3,7 +3,10 @@ import Foundation
 // Element-wise ops. Binary ops broadcast (NumPy rules); their backward returns gradients in the
 // output's shape and the tape sums them down to each input's shape in one place (Autograd.swift).
 
-enum BinaryKind { case add, sub, mul, div }
+enum BinaryKind { case add, sub, mul, div
+    /// out = a (broadcast copy; b only supplies the output shape)
+    case first
+}
 
 /// Strided walk over a broadcast: dims are coalesced, then each output row runs a tight inner loop
 /// whose input strides are 0 or 1.
@@ -60,6 +63,10 @@ struct BroadcastPlan {
 private func binaryLoop(_ kind: BinaryKind, _ o: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ sa: Int,
                         _ b: UnsafePointer<Float>, _ sb: Int, _ n: Int) {
     // Specialised on the stride pattern so each loop vectorizes.
+    if kind == .first {
+        if sa == 1 { o.update(from: a, count: n) } else { o.update(repeating: a[0], count: n) }
+        return
+    }
     switch (kind, sa, sb) {
     case (.add, 1, 1): for i in 0..<n { o[i] = a[i] + b[i] }
     case (.add, 1, 0): let s = b[0]; for i in 0..<n { o[i] = a[i] + s }
@@ -76,7 +83,7 @@ private func binaryLoop(_ kind: BinaryKind, _ o: UnsafeMutablePointer<Float>, _ 
     default:
         let x = a[0], y = b[0]
         let v: Float
-        switch kind { case .add: v = x + y; case .sub: v = x - y; case .mul: v = x * y; case .div: v = x / y }
+        switch kind { case .add: v = x + y; case .sub: v = x - y; case .mul: v = x * y; case .div: v = x / y; case .first: v = x }
         for i in 0..<n { o[i] = v }
     }
 }
@@ -85,11 +92,18 @@ func binaryKernel(_ kind: BinaryKind, _ a: Tensor, _ b: Tensor, op: String) -> T
     guard let outShape = Shape.broadcast(a.shape, b.shape) else {
         preconditionFailure("\(op): shapes \(a.shape) and \(b.shape) do not broadcast")
     }
+    return binaryKernel(kind, a, bShape: b.shape, b.storage.pointer, outShape: outShape)
+}
+
+/// The kernel proper: `b` is given as a pointer to a buffer of shape `bShape` (unused for `.first`).
+func binaryKernel(_ kind: BinaryKind, _ a: Tensor, bShape: [Int], _ bPointer: UnsafeMutablePointer<Float>,
+                  outShape: [Int]) -> Tensor {
     let out = Tensor(uninitializedShape: outShape)
-    let plan = BroadcastPlan(a.shape, b.shape, out: outShape)
+    if out.count == 0 { return out }
+    let plan = BroadcastPlan(a.shape, bShape, out: outShape)
     let inner = plan.inner, rows = plan.rows
     let sa = plan.aStrides.last!, sb = plan.bStrides.last!
-    let pa = a.storage.pointer.sendable, pb = b.storage.pointer.sendable, po = out.storage.pointer.sendable
+    let pa = a.storage.pointer.sendable, pb = bPointer.sendable, po = out.storage.pointer.sendable
     if rows == 1 {
         Parallel.forRange(inner) { r in
             binaryLoop(kind, po + r.lowerBound, UnsafePointer(pa + r.lowerBound * sa), sa,
@@ -107,19 +121,20 @@ func binaryKernel(_ kind: BinaryKind, _ a: Tensor, _ b: Tensor, op: String) -> T
 }
 
 extension Tensor {
-    /// Broadcasts to `shape` (copy).
+    /// Broadcasts to `target` (NumPy rules; copies). The gradient is summed back to this shape.
     public func expanded(to target: [Int]) -> Tensor {
         if target == shape { return self }
         precondition(Shape.broadcast(shape, target) == target, "cannot expand \(shape) to \(target)")
-        let zero = Tensor.zeros([])
-        return Tensor.record("expand", binaryKernel(.add, self, zero, op: "expand").reshapedNoGrad(target), inputs: [self]) { g in [g] }
+        let out = binaryKernel(.first, self, bShape: target, storage.pointer, outShape: target)
+        return Tensor.record("expand", out, inputs: [self]) { g in [g] }
     }
 
     public static func + (a: Tensor, b: Tensor) -> Tensor {
         record("add", binaryKernel(.add, a, b, op: "add"), inputs: [a, b]) { g in [g, g] }
     }
     public static func - (a: Tensor, b: Tensor) -> Tensor {
-        record("sub", binaryKernel(.sub, a, b, op: "sub"), inputs: [a, b]) { g in [g, -g] }
+        let bd = b.node != nil
+        return record("sub", binaryKernel(.sub, a, b, op: "sub"), inputs: [a, b]) { g in [g, bd ? -g : nil] }
     }
     public static func * (a: Tensor, b: Tensor) -> Tensor {
         let ad = a.node != nil, bd = b.node != nil
@@ -184,7 +199,7 @@ public enum GELUApproximation: String, Sendable, Codable {
 
 extension Tensor {
     public func exp() -> Tensor {
-        let out = unaryMap(self) { x, o, n in for i in 0..<n { o[i] = fastExp(x[i]) } }
+        let out = unaryMap(self) { x, o, n in expForward(x, o, n) }
         return Tensor.record("exp", out, inputs: [self]) { g in [g * out.detached()] }
     }
 
@@ -234,41 +249,24 @@ extension Tensor {
 
     /// GELU, fused forward and backward. `.tanh`: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) (MindCV);
     /// `.none`: x·Φ(x) with the exact erf (timm).
+    ///
+    /// The tanh form is evaluated as x·σ(2u), u = √(2/π)(x + 0.044715x³), which is the same function
+    /// (½(1 + tanh u) = σ(2u)) at one exp and one division per element, and has no cancellation for
+    /// negative x. Backward: σ(2u) + x·σ(2u)(1 − σ(2u))·2u′ with σ(1 − σ) = e/(1 + e)², e = e^{−2u}.
+    /// The erf form uses a rational erf (absolute error < 5e-7, no exp) forward and adds the
+    /// Gaussian density backward. Kernels in VectorMath.swift.
     public func gelu(approximate: GELUApproximation = .tanh) -> Tensor {
         let x = detached()
         switch approximate {
         case .tanh:
-            let out = unaryMap(self) { x, o, n in
-                for i in 0..<n {
-                    let v = x[i]
-                    let t = fastTanh(0.797_884_56 * (v + 0.044_715 * v * v * v))
-                    o[i] = 0.5 * v * (1 + t)
-                }
-            }
+            let out = unaryMap(self) { x, o, n in geluTanhForward(x, o, n) }
             return Tensor.record("gelu_tanh", out, inputs: [self]) { g in
-                [zipMap(g, x) { g, x, o, n in
-                    for i in 0..<n {
-                        let v = x[i]
-                        let u = 0.797_884_56 * (v + 0.044_715 * v * v * v)
-                        let t = fastTanh(u)
-                        let du = 0.797_884_56 * (1 + 3 * 0.044_715 * v * v)
-                        o[i] = g[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du)
-                    }
-                }]
+                [zipMap(g, x) { g, x, o, n in geluTanhBackward(x, g, o, n) }]
             }
         case .none:
-            let out = unaryMap(self) { x, o, n in
-                for i in 0..<n { let v = x[i]; o[i] = 0.5 * v * (1 + fastErf(v * 0.707_106_78)) }
-            }
+            let out = unaryMap(self) { x, o, n in geluErfForward(x, o, n) }
             return Tensor.record("gelu_erf", out, inputs: [self]) { g in
-                [zipMap(g, x) { g, x, o, n in
-                    for i in 0..<n {
-                        let v = x[i]
-                        let cdf = 0.5 * (1 + fastErf(v * 0.707_106_78))
-                        let pdf = 0.398_942_28 * fastExp(-0.5 * v * v)
-                        o[i] = g[i] * (cdf + v * pdf)
-                    }
-                }]
+                [zipMap(g, x) { g, x, o, n in geluErfBackward(x, g, o, n) }]
             }
         }
     }

@@ -21,10 +21,26 @@ struct MatrixBatch {
 
 /// For each batch index: C = op(A)·op(B) + beta·C, with beta applied only on the first product
 /// into a broadcast C (so a shared C accumulates over the batch).
+///
+/// Small products (below OpenBLAS's own threading threshold, e.g. attention heads) run one
+/// single-threaded sgemm per engine thread; large ones run one after another on BLAS threads.
 func batchedGemm(count: Int, transA: Bool, transB: Bool, a: MatrixBatch, b: MatrixBatch, c: MatrixBatch, beta: Float) {
     let m = transA ? a.cols : a.rows
     let k = transA ? a.rows : a.cols
     let n = transB ? b.rows : b.cols
+    if count >= 2 && c.stride != 0 && Parallel.threads > 1 && m * n * k <= 4_000_000 {
+        let pa = a.pointer.sendable, pb = b.pointer.sendable, pc = c.pointer.sendable
+        BLASRuntime.withSingleThreadedBLAS {
+            Parallel.forRange(count, grain: 1) { r in
+                for i in r {
+                    sgemm(transA: transA, transB: transB, m: m, n: n, k: k,
+                          a: pa + i * a.stride, lda: a.cols, b: pb + i * b.stride, ldb: b.cols,
+                          beta: beta, c: pc + i * c.stride, ldc: c.cols)
+                }
+            }
+        }
+        return
+    }
     for i in 0..<count {
         let betaI: Float = (c.stride == 0 && i > 0) ? 1 : beta
         sgemm(transA: transA, transB: transB, m: m, n: n, k: k,
@@ -119,8 +135,10 @@ extension Tensor {
         let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outF])
         let po = out.storage.pointer
         if let bias {
-            let pb = bias.storage.pointer
-            for r in 0..<rows { (po + r * outF).update(from: pb, count: outF) }
+            let pb = bias.storage.pointer.sendable, pos = po.sendable
+            Parallel.forRange(rows, grain: Swift.max(1, 32_768 / Swift.max(outF, 1))) { r in
+                for row in r { (pos + row * outF).update(from: pb.base, count: outF) }
+            }
         }
         sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.storage.pointer, lda: inF,
               b: weight.storage.pointer, ldb: inF, beta: bias == nil ? 0 : 1, c: po, ldc: outF)

@@ -7,15 +7,24 @@ import Foundation
 func sumKernel(_ x: UnsafePointer<Float>, outer: Int, n: Int, inner: Int, _ out: UnsafeMutablePointer<Float>) {
     let px = UnsafeMutablePointer(mutating: x).sendable, po = out.sendable
     if inner == 1 {
-        Parallel.forRange(outer, grain: max(1, 32_768 / max(n, 1))) { r in
-            for o in r {
-                let row = px + o * n
-                var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
-                var k = 0
-                while k + 4 <= n { s0 += row[k]; s1 += row[k + 1]; s2 += row[k + 2]; s3 += row[k + 3]; k += 4 }
-                while k < n { s0 += row[k]; k += 1 }
-                po[o] = (s0 + s1) + (s2 + s3)
+        if outer < Parallel.threads && n >= 65_536 {
+            // few long rows (e.g. the sum of everything): split each row across the threads
+            for o in 0..<outer {
+                let chunks = Parallel.threads
+                var partial = [Double](repeating: 0, count: chunks)
+                partial.withUnsafeMutableBufferPointer { pp in
+                    let pps = pp.baseAddress!.sendable
+                    Parallel.forEach(chunks) { c in
+                        let lo = n * c / chunks, hi = n * (c + 1) / chunks
+                        pps[c] = Double(vsum(UnsafePointer(px + o * n + lo), hi - lo))
+                    }
+                }
+                po[o] = Float(partial.reduce(0, +))
             }
+            return
+        }
+        Parallel.forRange(outer, grain: max(1, 32_768 / max(n, 1))) { r in
+            for o in r { po[o] = vsum(px + o * n, n) }
         }
         return
     }
@@ -55,12 +64,20 @@ extension Tensor {
         var kept = shape
         for a in ax { kept[a] = 1 }
         let finalShape = keepDims ? kept : shape.enumerated().filter { !ax.contains($0.offset) }.map { $0.element }
+        // reduce each run of adjacent axes as one [outer, n, inner] pass, last run first (the
+        // shape keeps its rank with 1s, so the earlier axes keep their positions)
+        var runs: [ClosedRange<Int>] = []
+        for a in ax {
+            if let last = runs.last, last.upperBound == a - 1 { runs[runs.count - 1] = last.lowerBound...a } else { runs.append(a...a) }
+        }
         var cur = detached()
-        for a in ax.sorted(by: >) {
-            let (o, n, i) = Tensor.split(cur.shape, axis: a)
-            var s = cur.shape; s[a] = 1
+        for run in runs.reversed() {
+            let s0 = cur.shape
+            let outer = s0[..<run.lowerBound].reduce(1, *), n = s0[run].reduce(1, *), inner = s0[(run.upperBound + 1)...].reduce(1, *)
+            var s = s0
+            for a in run { s[a] = 1 }
             let out = Tensor(uninitializedShape: s)
-            sumKernel(cur.storage.pointer, outer: o, n: n, inner: i, out.storage.pointer)
+            sumKernel(cur.storage.pointer, outer: outer, n: n, inner: inner, out.storage.pointer)
             cur = out
         }
         let result = cur.reshapedNoGrad(finalShape)

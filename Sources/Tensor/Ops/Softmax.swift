@@ -3,23 +3,36 @@ import Foundation
 // Softmax, log-softmax and cross-entropy: row kernels over the last axis (other axes are moved
 // last first). Backward reuses the saved output.
 
-/// y = softmax(x) along rows of length n.
+/// y = softmax(x) along a row of length n (y may be x). Max-shifted, so large logits do not overflow.
 @inline(__always)
 func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    var m = -Float.infinity
-    for i in 0..<n { m = Swift.max(m, x[i]) }
-    var s: Float = 0
-    for i in 0..<n { let e = fastExp(x[i] - m); y[i] = e; s += e }
-    let inv = 1 / s
+    let m = vmax(x, n)
+    let inv = 1 / expShiftedSum(x, y, n, shift: m)
+    for i in 0..<n { y[i] *= inv }
+}
+
+/// In-place softmax of a row. A separate function from `softmaxRow(x, x, n)`: with two pointers
+/// that overlap, the vectorizer's runtime alias check fails and the exp loop runs scalar.
+@inline(__always)
+func softmaxRowInPlace(_ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    let m = vmax(y, n)
+    let inv = 1 / expShiftedSum(UnsafePointer(y), y, n, shift: m)
     for i in 0..<n { y[i] *= inv }
 }
 
 /// dx = y ⊙ (g − Σ g⊙y) along rows of length n.
 @inline(__always)
 func softmaxBackwardRow(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
-    var dot: Float = 0
-    for i in 0..<n { dot += g[i] * y[i] }
+    let dot = vdot(g, y, n)
     for i in 0..<n { dx[i] = y[i] * (g[i] - dot) }
+}
+
+/// y = log softmax(x) along a row: x − (m + log Σ e^{x−m}).
+@inline(__always)
+func logSoftmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    let m = vmax(x, n)
+    let lse = m + Foundation.log(expShiftedSum(x, y, n, shift: m))
+    for i in 0..<n { y[i] = x[i] - lse }
 }
 
 extension Tensor {
@@ -55,15 +68,7 @@ extension Tensor {
             let out = Tensor(uninitializedShape: x.shape)
             let px = x.storage.pointer.sendable, po = out.storage.pointer.sendable
             Parallel.forRange(rows, grain: Swift.max(1, 8192 / n)) { r in
-                for i in r {
-                    let xi = px + i * n, yi = po + i * n
-                    var m = -Float.infinity
-                    for k in 0..<n { m = Swift.max(m, xi[k]) }
-                    var s: Float = 0
-                    for k in 0..<n { s += fastExp(xi[k] - m) }
-                    let lse = m + Foundation.log(s)
-                    for k in 0..<n { yi[k] = xi[k] - lse }
-                }
+                for i in r { logSoftmaxRow(px + i * n, po + i * n, n) }
             }
             return Tensor.record("log_softmax", out, inputs: [x]) { g in
                 // dx = g − softmax · Σg
@@ -72,8 +77,7 @@ extension Tensor {
                 Parallel.forRange(rows, grain: Swift.max(1, 8192 / n)) { r in
                     for i in r {
                         let yi = py + i * n, gi = pg + i * n, di = pd + i * n
-                        var s: Float = 0
-                        for k in 0..<n { s += gi[k] }
+                        let s = vsum(gi, n)
                         for k in 0..<n { di[k] = gi[k] - fastExp(yi[k]) * s }
                     }
                 }
@@ -113,6 +117,8 @@ extension Tensor {
         let probs = Tensor(uninitializedShape: logits.shape)
         let px = logits.storage.pointer, pp = probs.storage.pointer, pt = targets.storage.pointer
         var total: Double = 0
+        let rowSums = Tensor(uninitializedShape: [bsz, 1])
+        let prs = rowSums.storage.pointer
         for b in 0..<bsz {
             let x = px + b * k, p = pp + b * k, t = pt + b * k
             var m = -Float.infinity
@@ -121,14 +127,21 @@ extension Tensor {
             for j in 0..<k { let e = Foundation.exp(Double(x[j] - m)); p[j] = Float(e); s += e }
             let lse = Double(m) + Foundation.log(s)
             var row: Double = 0
-            for j in 0..<k { row += Double(t[j]) * (lse - Double(x[j])); p[j] = Float(Double(p[j]) / s) }
+            var tsum: Double = 0
+            for j in 0..<k { row += Double(t[j]) * (lse - Double(x[j])); p[j] = Float(Double(p[j]) / s); tsum += Double(t[j]) }
+            prs[b] = Float(tsum)
             total += row
         }
         let out = Tensor(Float(total / Double(bsz)))
         return record("cross_entropy", out, inputs: [logits]) { g in
-            // d/dx = (softmax − target) / B
+            // d/dx_j Σ_i t_i·(lse − x_i) = p_j·Σt − t_j, averaged over the batch
             let scale = g.item / Float(bsz)
-            let dx = zipMap(probs, targets) { p, t, o, n in for i in 0..<n { o[i] = (p[i] - t[i]) * scale } }
+            let dx = Tensor(uninitializedShape: [bsz, k])
+            let pp = probs.storage.pointer, pt = targets.storage.pointer, pd = dx.storage.pointer, prs = rowSums.storage.pointer
+            for b in 0..<bsz {
+                let ts = prs[b]
+                for j in 0..<k { pd[b * k + j] = (pp[b * k + j] * ts - pt[b * k + j]) * scale }
+            }
             return [dx]
         }
     }

@@ -30,11 +30,15 @@ let package = Package(
                        providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        // OpenMPI's header only (types and constants): libmpi is loaded at run time by `--distribute`,
+        // so no pkgConfig here (ompi-c would add -lmpi to zoo's link); see Sources/CMPI/shim.h.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
 
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
         .target(name: "Models", dependencies: ["Tensor"], swiftSettings: fast),
         .target(name: "Trainer",
-                dependencies: ["Tensor", "Models", "CTurboJPEG", "CPNG", "CZlib",
+                dependencies: ["Tensor", "Models", "CTurboJPEG", "CPNG", "CZlib", "CMPI",
                                .product(name: "Yams", package: "Yams")],
                 swiftSettings: fast),
         .executableTarget(name: "Tools",

@@ -168,16 +168,14 @@ public enum MPIRuntime {
         if status == 0 {
             _ = lib.finalize()
         } else {
-            fputs("rank \(worldRank): exiting with status \(status); aborting the MPI job (\(worldSize) ranks)\n", stderr)
-            fflush(stderr)
+            writeStderr("rank \(worldRank): exiting with status \(status); aborting the MPI job (\(worldSize) ranks)\n")
             _ = lib.abort(lib.commWorld, status)
         }
     }
 
     /// Prints why and ends every rank of the job.
     static func abortJob(_ message: String, code: Int32 = 1) -> Never {
-        fputs("rank \(worldRank): \(message)\n", stderr)
-        fflush(stderr)
+        writeStderr("rank \(worldRank): \(message)\n")
         if let lib = library {
             isActive = false
             _ = lib.abort(lib.commWorld, code)
@@ -209,7 +207,7 @@ public final class CommunicationStats: @unchecked Sendable {
     }
 
     func print(rank: Int) {
-        fputs("rank \(rank): communication: \(summary)\n", stderr)
+        writeStderr("rank \(rank): communication: \(summary)\n")
     }
 }
 
@@ -217,4 +215,15 @@ public final class CommunicationStats: @unchecked Sendable {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Writes straight to file descriptor 2 (unbuffered, usable in exit handlers).
+func writeStderr(_ s: String) {
+    var bytes = Array(s.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + offset, $0.count - offset) }
+        if n <= 0 { break }
+        offset += n
+    }
 }

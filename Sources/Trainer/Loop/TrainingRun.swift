@@ -289,16 +289,9 @@ public final class TrainingRun {
 
     /// Averages the gradients across ranks (sum, then the optimizer's scale divides by the world size).
     func synchronizeGradients(_ parameters: [Parameter]) throws {
-        let world = communicator.worldSize
-        guard world > 1 else { return }
-        let inv = 1 / Float(world)
-        for p in parameters {
-            guard let g = p.grad else { continue }
-            // The gradient tensor belongs to the parameter's tape entry alone: reduce it in place.
-            let ptr = g.storage.pointer, n = g.count
-            try communicator.allReduceSum(ptr, count: n)
-            for i in 0..<n { ptr[i] *= inv }
-        }
+        // Bucketed, non-blocking all-reduce of the gradients, then divided by the world size
+        // (Sources/Trainer/Distributed/GradientBuckets.swift); a no-op with one rank.
+        try communicator.averageGradients(parameters)
     }
 
     func appendMetrics(_ r: EpochRecord, to path: String) throws {

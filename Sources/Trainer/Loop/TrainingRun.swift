@@ -178,6 +178,10 @@ public final class TrainingRun {
         var records: [EpochRecord] = []
         var lastCheckpoint: String?
         let metricsPath = (recipe.ckptSaveDir as NSString).appendingPathComponent("metrics.csv")
+        if startEpoch == 0 && communicator.rank == 0 {
+            // A fresh run starts its own metrics file; a resumed run appends to it.
+            try? FileManager.default.removeItem(atPath: metricsPath)
+        }
         let parameters = model.parameters
 
         for epoch in startEpoch..<recipe.epochSize {

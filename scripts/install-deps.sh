@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vitzoo builds and runs with (skips what is already there).
 set -euo pipefail
-packages=(pkg-config libopenblas-dev liblapacke-dev libturbojpeg0-dev libpng-dev zlib1g-dev "$@")
+packages=(pkg-config libopenblas-dev liblapacke-dev libturbojpeg0-dev libpng-dev zlib1g-dev libopenmpi-dev openmpi-bin "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

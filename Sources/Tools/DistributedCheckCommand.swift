@@ -9,7 +9,7 @@ struct DistributedCheckCommand: ParsableCommand {
         commandName: "distributed-check", abstract: "Self-checks of distributed training (run under mpirun).",
         shouldDisplay: false)
 
-    @Option(help: "equivalence, shards, or failure.")
+    @Option(help: "equivalence, shards, failure, or bench.")
     var check: String = "equivalence"
 
     @Option(help: "Training steps (equivalence).")
@@ -23,6 +23,9 @@ struct DistributedCheckCommand: ParsableCommand {
 
     @Option(help: "Bucket size in bytes (small, so that several buckets and in-place reductions are exercised).")
     var bucketBytes: Int = 8192
+
+    @Option(help: "Megabytes of gradients to all-reduce (bench).")
+    var megabytes: Double = 18.2
 
     @Option(help: "How the failing rank fails: kill, hang or error (failure).")
     var simulateFailure: String = "kill"
@@ -47,8 +50,10 @@ struct DistributedCheckCommand: ParsableCommand {
                 throw ValidationError("--simulate-failure must be one of kill, hang, error")
             }
             line = try DistributedChecks.simulateFailure(communicator: communicator, mode: mode, failRank: failRank, step: failStep)
+        case "bench":
+            line = try DistributedChecks.allReduceBenchmark(communicator: communicator, megabytes: megabytes, repeats: 30)
         default:
-            throw ValidationError("--check must be equivalence, shards or failure, got '\(check)'")
+            throw ValidationError("--check must be equivalence, shards, failure or bench, got '\(check)'")
         }
         try communicator.barrier()
         if communicator.rank == 0 { print("PASS \(line)") }

@@ -1,10 +1,29 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+import Foundation
+
 // Release builds drop overflow and exclusivity checks in the numeric targets so that the
-// counted loops over unsafe buffers vectorize; debug builds keep every check.
+// counted loops over unsafe buffers vectorize; debug builds keep every check. They also target the
+// build machine's vector extensions (like -march=native: vitzoo is built from source where it runs):
+// skylake-avx512 (the x86-64-v4 set: AVX-512 F/BW/CD/DQ/VL) or haswell (x86-64-v3: AVX2 + FMA) when
+// /proc/cpuinfo lists them, else baseline SSE2 (the clang importer does not take the x86-64-vN names).
+// `VITZOO_TARGET_CPU=<llvm cpu>` overrides the choice (`VITZOO_TARGET_CPU=` for the baseline).
+let targetCPU: [String] = {
+    if let cpu = ProcessInfo.processInfo.environment["VITZOO_TARGET_CPU"] { return cpu.isEmpty ? [] : ["-target-cpu", cpu] }
+    #if arch(x86_64) && os(Linux)
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+    let flags = Set(line.split(separator: " ").map(String.init))
+    if flags.isSuperset(of: ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "fma", "bmi2"]) {
+        return ["-target-cpu", "skylake-avx512"]
+    }
+    if flags.isSuperset(of: ["avx2", "fma", "bmi1", "bmi2", "f16c", "movbe"]) { return ["-target-cpu", "haswell"] }
+    #endif
+    return []
+}()
 let fast: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"] + targetCPU, .when(configuration: .release)),
 ]
 
 let package = Package(

@@ -109,26 +109,6 @@ public final class GatedPositionalSelfAttention: Module {
 
 // MARK: - Fused gate mix
 
-/// e^x, the same Cephes polynomial as `Tensor.fastExp` (relative error < 2e-7), repeated here because
-/// `fastExp` is not `@inlinable`: called across the module boundary it costs a call per element and
-/// stops the loop from vectorizing.
-@inline(__always)
-private func inlineExp(_ x: Float) -> Float {
-    let xc = min(max(x, -87.336_54), 88.376_26)
-    let shifted = xc * 1.442_695_04 + 12_582_912  // k = round(x·log2 e) in the low mantissa bits
-    let k = shifted - 12_582_912
-    let r = (xc - k * 0.693_359_375) + k * 2.121_944_4e-4
-    var p: Float = 1.987_569_1e-4
-    p = p * r + 1.398_199_9e-3
-    p = p * r + 8.333_452e-3
-    p = p * r + 4.166_579_6e-2
-    p = p * r + 1.666_666_5e-1
-    p = p * r + 5e-1
-    let e = p * (r * r) + r + 1
-    let bits = (shifted.bitPattern &- 0x4B40_0000 &+ 127) &<< 23
-    let out = e * Float(bitPattern: bits)
-    return x < -87.336_54 ? 0 : out  // x ≤ 0 here (max-shifted logits), so no overflow branch
-}
 
 /// Max and sum over a row with 8 independent accumulators (vectorizes without reassociation).
 @inline(__always)
@@ -197,7 +177,7 @@ func gatedAttentionMix(logits: Tensor, scale: Float, positional: Tensor, gate: T
                 let l = UnsafePointer(pl + row * n), c = pc + row * n, o = po + row * n
                 let p = UnsafePointer(pp + (head * n + i) * n)
                 let g = pg[head], m = rowMax(l, n) * scale  // max(scale·l) for scale > 0
-                for j in 0..<n { c[j] = inlineExp(l[j] * scale - m) }
+                for j in 0..<n { c[j] = fastExp(l[j] * scale - m) }
                 let inv = 1 / rowSum(c, n)
                 for j in 0..<n { c[j] *= inv; o[j] = c[j] * (1 - g) + g * p[j] }
             }

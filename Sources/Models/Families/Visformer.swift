@@ -54,8 +54,8 @@ public struct VisformerConfig: Sendable, Equatable {
     public var dropPathRate: Float = 0
     /// MLP activation: MindCV's GELU is the tanh form (timm: exact).
     public var gelu: GELUApproximation = .tanh
-    /// Run the MLP's grouped 3×3 conv through the local sample-parallel kernel (VisformerConv.swift);
-    /// off = the engine's conv2d. The numbers are the same either way.
+    /// Kept for compatibility: the MLP's grouped 3×3 conv always runs the engine's conv2d, which now
+    /// has the sample-parallel path that used to live here (see `Conv2dOptions.sampleSplit`).
     public var fastGroupedConv: Bool = true
     public var batchNormEps: Float = 1e-5
     /// PyTorch convention (MindSpore's 0.9).
@@ -253,8 +253,7 @@ fileprivate func channelMajorAttention(query q: Tensor, key k: Tensor, value v: 
 }
 
 /// In-place softmax of one row of `n` logits. The reductions run on SIMD accumulators and the
-/// exponential is inlined here (the engine's `fastExp` is not inlinable across modules), so every
-/// loop vectorizes.
+/// engine's `fastExp` is inlined (it is `@inlinable`), so every loop vectorizes.
 @inline(__always)
 private func visformerSoftmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
     var j = 0
@@ -267,7 +266,7 @@ private func visformerSoftmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
     m0.replace(with: m1, where: m1 .> m0)
     var m = max(max(m0[0], m0[1]), max(m0[2], m0[3]))
     while j < n { m = max(m, x[j]); j += 1 }
-    for j in 0..<n { x[j] = visformerExp(x[j] - m) }
+    for j in 0..<n { x[j] = fastExp(x[j] - m) }
     let inv = 1 / visformerSum(x, n)
     for j in 0..<n { x[j] *= inv }
 }
@@ -299,24 +298,6 @@ private func simdLoad(_ p: UnsafeMutablePointer<Float>) -> SIMD4<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
 }
 
-/// e^x for x ≤ 0 (softmax arguments), relative error about 2e-7: Cephes expf (k = round(x/ln2) by
-/// the 1.5·2²³ shifter, degree-6 polynomial on the remainder, 2^k from exponent bits); 0 below −87.
-@inline(__always)
-private func visformerExp(_ x: Float) -> Float {
-    let xc = max(x, -87.336_54)
-    let shifted = xc * 1.442_695_04 + 12_582_912
-    let k = shifted - 12_582_912
-    let r = (xc - k * 0.693_359_375) + k * 2.121_944_4e-4
-    var p: Float = 1.987_569_1e-4
-    p = p * r + 1.398_199_9e-3
-    p = p * r + 8.333_452e-3
-    p = p * r + 4.166_579_6e-2
-    p = p * r + 1.666_666_5e-1
-    p = p * r + 5e-1
-    let e = p * (r * r) + r + 1
-    let out = e * Float(bitPattern: (shifted.bitPattern &- 0x4B40_0000 &+ 127) &<< 23)
-    return x < -87.336_54 ? 0 : out
-}
 
 /// The conv MLP: conv1 (1×1) → GELU → dropout → [conv2 (3×3, groups, pad 1) → GELU] → conv3 (1×1)
 /// → dropout, all bias-free. `x: [B, C, H, W]` → `[B, C, H, W]`.
@@ -325,7 +306,6 @@ public final class VisformerMlp: Module {
     public let conv2: Conv2d?
     let drop: Dropout
     let gelu: GELUApproximation
-    let fastGroupedConv: Bool
 
     init(_ dim: Int, hidden: Int, spatialConv: Bool, config c: VisformerConfig, state: ModelState,
          generator: inout RandomGenerator) {
@@ -336,15 +316,12 @@ public final class VisformerMlp: Module {
         conv3 = Conv2d(hidden, dim, kernel: 1, bias: false, std: std, generator: &generator)
         drop = Dropout(c.dropRate, state: state)
         gelu = c.gelu
-        fastGroupedConv = c.fastGroupedConv
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         var y = drop(conv1(x).gelu(approximate: gelu))
         if let conv2 {
-            let z = fastGroupedConv && conv2.padding == (1, 1) && conv2.weight.shape[2] == 3
-                ? visformerGroupedConv(y, weight: conv2.weight.value, groups: conv2.groups) : conv2(y)
-            y = z.gelu(approximate: gelu)
+            y = conv2(y).gelu(approximate: gelu)
         }
         return drop(conv3(y))
     }

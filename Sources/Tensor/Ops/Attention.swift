@@ -33,6 +33,10 @@ extension BLASRuntime {
         return try body()
     }
 
+    /// Whether some thread is inside `withSingleThreadedBLAS` (its callers parallelise themselves, so
+    /// `sgemm` does not split its product again).
+    static var inSingleThreadedRegion: Bool { singleThreadDepth > 0 }
+
     private static let singleThreadLock = NSLock()
     nonisolated(unsafe) private static var singleThreadDepth = 0
     nonisolated(unsafe) private static var savedThreads: Int32 = 1
@@ -50,14 +54,19 @@ extension Tensor {
         let nk = k.shape[k.rank - 2], dv = v.shape[v.rank - 1]
         precondition(k.shape.last == d && v.shape[v.rank - 2] == nk, "attention: q \(q.shape), k \(k.shape), v \(v.shape) do not fit")
         let bh = lead.reduce(1, *)
-        let probs = Tensor(uninitializedShape: lead + [nq, nk])
         let out = Tensor(uninitializedShape: lead + [nq, dv])
         let pq = q.storage.pointer.sendable, pk = k.storage.pointer.sendable, pv = v.storage.pointer.sendable
-        let pp = probs.storage.pointer.sendable, po = out.storage.pointer.sendable
+        let po = out.storage.pointer.sendable
+        // Without recording nothing keeps the probabilities: each worker reuses one [Nq, Nk] scratch
+        // (cache-resident) instead of writing the whole [B, H, Nq, Nk] tensor.
+        let recording = GradMode.isEnabled && (q.node != nil || k.node != nil || v.node != nil)
+        let chunks = Swift.max(1, Swift.min(Parallel.threads, bh))
+        let probs = Tensor(uninitializedShape: recording ? lead + [nq, nk] : [chunks, nq, nk])
+        let pp = probs.storage.pointer.sendable
         BLASRuntime.withSingleThreadedBLAS {
-            Parallel.forRange(bh, grain: 1) { r in
-                for i in r {
-                    let s = pp + i * nq * nk
+            Parallel.forEach(chunks) { ch in
+                for i in (bh * ch / chunks)..<(bh * (ch + 1) / chunks) {
+                    let s = pp + (recording ? i : ch) * nq * nk
                     sgemm(transA: false, transB: true, m: nq, n: nk, k: d, alpha: scale, a: pq + i * nq * d, lda: d,
                           b: pk + i * nk * d, ldb: d, c: s, ldc: nk)
                     for row in 0..<nq { softmaxRowInPlace(s + row * nk, nk) }
@@ -66,6 +75,7 @@ extension Tensor {
                 }
             }
         }
+        if !recording { return withExtendedLifetime((q, k, v, probs)) { out } }
         let q0 = q.detached(), k0 = k.detached(), v0 = v.detached()
         return record("attention", out, inputs: [q, k, v]) { g in
             let pp = probs.storage.pointer.sendable  // the closure owns the saved probabilities

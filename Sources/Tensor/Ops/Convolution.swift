@@ -17,27 +17,77 @@ public struct Conv2dGeometry: Sendable, Equatable {
     var isDepthwise: Bool { cg == 1 && groups > 1 }
 }
 
-/// cols[(c·kh + i)·kw + j, oy·OW + ox] = x[c, oy·s − p + i, ox·s − p + j] (zero outside).
+/// Output columns `ox` whose input column `ox·s − p + j` lies inside `0..<iw`, as a half-open range.
+@inline(__always)
+func im2colValidColumns(_ g: Conv2dGeometry, j: Int) -> (lo: Int, hi: Int) {
+    let ow = g.outW, s = g.strideW, off = j - g.padW  // xx = ox·s + off
+    let lo = off >= 0 ? 0 : (-off + s - 1) / s
+    let last = g.inW - 1 - off  // ox·s ≤ last
+    let hi = last < 0 ? 0 : Swift.min(ow, last / s + 1)
+    return (lo, Swift.max(lo, hi))
+}
+
+/// im2col rows `rows` of one group (serial): cols[(c·kh + i)·kw + j, oy·OW + ox] = x[c, oy·s − p + i, ox·s − p + j]
+/// (zero outside). The valid column range of each kernel tap is computed once, so the interior is a
+/// branch-free copy (a memcpy for stride 1).
+@inline(__always)
+func im2colRows(_ x: UnsafePointer<Float>, _ g: Conv2dGeometry, rows: Range<Int>, _ cols: UnsafeMutablePointer<Float>) {
+    let oh = g.outH, ow = g.outW, ih = g.inH, iw = g.inW, sw = g.strideW
+    for row in rows {
+        let c = row / (g.kernelH * g.kernelW)
+        let i = (row / g.kernelW) % g.kernelH
+        let j = row % g.kernelW
+        let (lo, hi) = im2colValidColumns(g, j: j)
+        let off = j - g.padW
+        let dst = cols + row * oh * ow
+        let src = x + c * ih * iw
+        for oy in 0..<oh {
+            let y = oy * g.strideH - g.padH + i
+            let d = dst + oy * ow
+            if y < 0 || y >= ih || lo >= hi { d.update(repeating: 0, count: ow); continue }
+            if lo > 0 { d.update(repeating: 0, count: lo) }
+            let s = src + y * iw + off
+            if sw == 1 {
+                (d + lo).update(from: s + lo, count: hi - lo)
+            } else {
+                for ox in lo..<hi { d[ox] = s[ox * sw] }
+            }
+            if hi < ow { (d + hi).update(repeating: 0, count: ow - hi) }
+        }
+    }
+}
+
+/// cols[(c·kh + i)·kw + j, oy·OW + ox] = x[c, oy·s − p + i, ox·s − p + j] (zero outside), split across cores.
 func im2col(_ x: UnsafePointer<Float>, _ g: Conv2dGeometry, channels: Int, _ cols: UnsafeMutablePointer<Float>) {
-    let oh = g.outH, ow = g.outW, ih = g.inH, iw = g.inW
     let px = UnsafeMutablePointer(mutating: x).sendable, pc = cols.sendable
     let rows = channels * g.kernelH * g.kernelW
-    Parallel.forRange(rows, grain: Swift.max(1, 16_384 / Swift.max(oh * ow, 1))) { r in
-        for row in r {
-            let c = row / (g.kernelH * g.kernelW)
-            let i = (row / g.kernelW) % g.kernelH
-            let j = row % g.kernelW
-            let dst = pc + row * oh * ow
-            let src = px + c * ih * iw
-            for oy in 0..<oh {
-                let y = oy * g.strideH - g.padH + i
-                let d = dst + oy * ow
-                if y < 0 || y >= ih { for ox in 0..<ow { d[ox] = 0 }; continue }
-                let s = src + y * iw
-                if g.strideW == 1 {
-                    for ox in 0..<ow { let xx = ox - g.padW + j; d[ox] = (xx >= 0 && xx < iw) ? s[xx] : 0 }
-                } else {
-                    for ox in 0..<ow { let xx = ox * g.strideW - g.padW + j; d[ox] = (xx >= 0 && xx < iw) ? s[xx] : 0 }
+    Parallel.forRange(rows, grain: Swift.max(1, 16_384 / Swift.max(g.outH * g.outW, 1))) { r in
+        im2colRows(UnsafePointer(px.base), g, rows: r, pc.base)
+    }
+}
+
+/// Adds cols rows of `channels` into dx (the adjoint of im2col), serial.
+@inline(__always)
+func col2imChannels(_ cols: UnsafePointer<Float>, _ g: Conv2dGeometry, channels: Range<Int>, _ dx: UnsafeMutablePointer<Float>) {
+    let oh = g.outH, ow = g.outW, ih = g.inH, iw = g.inW, sw = g.strideW
+    for c in channels {
+        let plane = dx + c * ih * iw
+        for i in 0..<g.kernelH {
+            for j in 0..<g.kernelW {
+                let row = (c * g.kernelH + i) * g.kernelW + j
+                let (lo, hi) = im2colValidColumns(g, j: j)
+                if lo >= hi { continue }
+                let off = j - g.padW
+                let src = cols + row * oh * ow
+                for oy in 0..<oh {
+                    let y = oy * g.strideH - g.padH + i
+                    if y < 0 || y >= ih { continue }
+                    let d = plane + y * iw + off, s = src + oy * ow
+                    if sw == 1 {
+                        for ox in lo..<hi { d[ox] += s[ox] }
+                    } else {
+                        for ox in lo..<hi { d[ox * sw] += s[ox] }
+                    }
                 }
             }
         }
@@ -46,29 +96,23 @@ func im2col(_ x: UnsafePointer<Float>, _ g: Conv2dGeometry, channels: Int, _ col
 
 /// Adds cols back into dx (the adjoint of im2col).
 func col2im(_ cols: UnsafePointer<Float>, _ g: Conv2dGeometry, channels: Int, _ dx: UnsafeMutablePointer<Float>) {
-    let oh = g.outH, ow = g.outW, ih = g.inH, iw = g.inW
     let pc = UnsafeMutablePointer(mutating: cols).sendable, pd = dx.sendable
     // parallel over channels: each channel's rows write only that channel's plane
-    Parallel.forRange(channels, grain: 1) { r in
-        for c in r {
-            for i in 0..<g.kernelH {
-                for j in 0..<g.kernelW {
-                    let row = (c * g.kernelH + i) * g.kernelW + j
-                    let src = pc + row * oh * ow
-                    let plane = pd + c * ih * iw
-                    for oy in 0..<oh {
-                        let y = oy * g.strideH - g.padH + i
-                        if y < 0 || y >= ih { continue }
-                        let d = plane + y * iw, s = src + oy * ow
-                        for ox in 0..<ow {
-                            let xx = ox * g.strideW - g.padW + j
-                            if xx >= 0 && xx < iw { d[xx] += s[ox] }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    Parallel.forRange(channels, grain: 1) { r in col2imChannels(UnsafePointer(pc.base), g, channels: r, pd.base) }
+}
+
+/// Whether conv2d splits the samples across cores (single-threaded im2col and GEMMs per sample and
+/// group) rather than threading each GEMM: per-sample GEMMs are small (a grouped conv's are only
+/// O/groups rows), so one per core beats a threaded GEMM each. Off for a batch smaller than the
+/// core count.
+@inline(__always)
+func convSplitsSamples(batch: Int) -> Bool {
+    Conv2dOptions.sampleSplit && Parallel.threads > 1 && batch >= Parallel.threads
+}
+
+/// Switches for the convolution strategy (tests compare the two paths).
+public enum Conv2dOptions {
+    nonisolated(unsafe) public static var sampleSplit = true
 }
 
 extension Tensor {
@@ -90,6 +134,29 @@ extension Tensor {
         let inPlane = geo.inChannels * geo.inH * geo.inW, outPlane = geo.outChannels * p
         if geo.isDepthwise {
             depthwiseForward(px, pw, po, geo, batch: n)
+        } else if convSplitsSamples(batch: n) {
+            let chunks = Swift.min(Parallel.threads, n)
+            let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [chunks, geo.colRows * p])
+            let pxs = px.sendable, pws = pw.sendable, pos = po.sendable, pcs = cols?.storage.pointer.sendable
+            BLASRuntime.withSingleThreadedBLAS {
+                Parallel.forEach(chunks) { ch in
+                    for b in (n * ch / chunks)..<(n * (ch + 1) / chunks) {
+                        for gi in 0..<geo.groups {
+                            let xin = pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW
+                            var colPtr = UnsafePointer(xin)
+                            if let pcs {
+                                let cp = pcs + ch * geo.colRows * p
+                                im2colRows(UnsafePointer(xin), geo, rows: 0..<geo.colRows, cp)
+                                colPtr = UnsafePointer(cp)
+                            }
+                            sgemm(transA: false, transB: false, m: geo.og, n: p, k: geo.colRows,
+                                  a: pws + gi * geo.og * geo.colRows, lda: geo.colRows, b: colPtr, ldb: p,
+                                  c: pos + b * outPlane + gi * geo.og * p, ldc: p)
+                        }
+                    }
+                }
+            }
+            withExtendedLifetime(cols) {}
         } else {
             let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [geo.groups * geo.colRows, p])
             for b in 0..<n {
@@ -126,6 +193,50 @@ extension Tensor {
             let dw = wd ? Tensor.zeros(w0.shape) : nil
             if geo.isDepthwise {
                 depthwiseBackward(x0.storage.pointer, w0.storage.pointer, pg, dx?.storage.pointer, dw?.storage.pointer, geo, batch: n)
+            } else if convSplitsSamples(batch: n) {
+                let chunks = Swift.min(Parallel.threads, n)
+                let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [chunks, geo.colRows * p])
+                let wsize = geo.outChannels * geo.colRows
+                let partial = wd ? Tensor.zeros([chunks, wsize]) : nil
+                let pxs = x0.storage.pointer.sendable, pws = w0.storage.pointer.sendable, pgs = pg.sendable
+                let pcs = cols?.storage.pointer.sendable, pps = partial?.storage.pointer.sendable
+                let pdx = dx?.storage.pointer.sendable
+                BLASRuntime.withSingleThreadedBLAS {
+                    Parallel.forEach(chunks) { ch in
+                        let cp = pcs.map { $0 + ch * geo.colRows * p }
+                        for b in (n * ch / chunks)..<(n * (ch + 1) / chunks) {
+                            for gi in 0..<geo.groups {
+                                let xin = pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW
+                                let gout = pgs + b * outPlane + gi * geo.og * p
+                                let wg = pws + gi * geo.og * geo.colRows
+                                if let pps {
+                                    // dW_g += dY_g · colsᵀ
+                                    var colPtr = UnsafePointer(xin)
+                                    if let cp { im2colRows(UnsafePointer(xin), geo, rows: 0..<geo.colRows, cp); colPtr = UnsafePointer(cp) }
+                                    sgemm(transA: false, transB: true, m: geo.og, n: geo.colRows, k: p, a: gout, lda: p,
+                                          b: colPtr, ldb: p, beta: 1, c: pps + ch * wsize + gi * geo.og * geo.colRows, ldc: geo.colRows)
+                                }
+                                if let pdx {
+                                    let dxin = pdx + b * inPlane + gi * geo.cg * geo.inH * geo.inW
+                                    if let cp {
+                                        // dcols = W_gᵀ · dY_g, then scatter back
+                                        sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
+                                              b: gout, ldb: p, c: cp, ldc: p)
+                                        col2imChannels(UnsafePointer(cp), geo, channels: 0..<geo.cg, dxin)
+                                    } else {
+                                        sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
+                                              b: gout, ldb: p, beta: 1, c: dxin, ldc: p)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                withExtendedLifetime((cols, x0, w0, g)) {}
+                if let partial, let dw {
+                    let pd = dw.storage.pointer, pp = partial.storage.pointer
+                    for ch in 0..<chunks { let src = pp + ch * wsize; for t in 0..<wsize { pd[t] += src[t] } }
+                }
             } else {
                 let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [geo.colRows, p])
                 for b in 0..<n {

@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 // Matrix products through cblas_sgemm. Transposes are BLAS flags, never copies; gradients of
 // shared operands accumulate with beta = 1.
@@ -9,9 +10,44 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                   beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
     MACCounter.add(m * n * k)
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+    let chunks = Parallel.threads
+    // A large product outside a single-threaded region is split into row (or column) panels of C,
+    // one single-threaded sgemm per engine thread. OpenBLAS's own threading does the same split but
+    // its idle workers spin (sched_yield) for ~0.1 s after every call, competing with the engine's
+    // element-wise kernels for the cores; the engine's threads block instead.
+    if chunks > 1 && gemmSplitEnabled && m * n * k >= gemmSplitMinimum && !BLASRuntime.inSingleThreadedRegion
+        && (m >= 64 * chunks || n >= 64 * chunks) {
+        let splitRows = m >= 64 * chunks
+        let total = splitRows ? m : n
+        let pa = UnsafeMutablePointer(mutating: a).sendable, pb = UnsafeMutablePointer(mutating: b).sendable
+        let pc = c.sendable
+        BLASRuntime.withSingleThreadedBLAS {
+            Parallel.forEach(chunks) { ch in
+                // panel edges on multiples of 16 (whole register tiles)
+                let lo = (total * ch / chunks) / 16 * 16
+                let hi = ch == chunks - 1 ? total : (total * (ch + 1) / chunks) / 16 * 16
+                if hi <= lo { return }
+                if splitRows {
+                    let ap = transA ? pa + lo : pa + lo * lda
+                    cblas_sgemm(CblasRowMajor, ta, tb, Int32(hi - lo), Int32(n), Int32(k), alpha, ap, Int32(lda),
+                                pb.base, Int32(ldb), beta, pc + lo * ldc, Int32(ldc))
+                } else {
+                    let bp = transB ? pb + lo * ldb : pb + lo
+                    cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(hi - lo), Int32(k), alpha, pa.base, Int32(lda),
+                                bp, Int32(ldb), beta, pc + lo, Int32(ldc))
+                }
+            }
+        }
+        return
+    }
+    cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
+
+/// Products of at least this many multiply-adds are split across the engine's threads.
+let gemmSplitMinimum = 1 << 21
+/// `VITZOO_GEMM_SPLIT=0` leaves large products to OpenBLAS's threading.
+nonisolated(unsafe) var gemmSplitEnabled: Bool = ProcessInfo.processInfo.environment["VITZOO_GEMM_SPLIT"] != "0"
 
 /// A batch of row-major matrices: `count` matrices of `rows x cols`, `stride` floats apart
 /// (0 when one matrix is broadcast over the batch).

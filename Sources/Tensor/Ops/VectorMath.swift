@@ -1,4 +1,5 @@
-// Branch-free scalar approximations written so that loops calling them vectorize: only arithmetic,
+// Branch-free scalar approximations written so that loops calling them vectorize (they are
+// `@inlinable`, so loops in other modules inline and vectorize them too): only arithmetic,
 // min/max selects and bit casts. No libm calls and no `rounded()`: on the baseline x86-64 target
 // (SSE2) `roundeven` is a library call, which stops the loop vectorizer, so rounding to the nearest
 // integer uses the 1.5·2²³ shifter instead.
@@ -10,7 +11,7 @@
 /// The edges cost no selects: x is clamped to [−88, 88.7228], so k = round(x·log₂e) ∈ [−127, 128],
 /// and the exponent field k + 127 is 0 (the float 0) at the bottom and 255 (+inf) at the top.
 /// The clamps are written `lo > x ? lo : x` so that they compile to one maxps/minps each and keep NaN.
-@inline(__always)
+@inlinable @inline(__always)
 public func fastExp(_ x: Float) -> Float {
     let lo: Float = -88, hi: Float = 88.722_8
     let x1 = lo > x ? lo : x
@@ -35,7 +36,7 @@ public func fastExp(_ x: Float) -> Float {
 /// tanh(x), relative error about 2e-7: the Cephes odd polynomial for |x| < 0.625 (where
 /// 1 − e^{−2|x|} would cancel), 1 − 2/(e^{2|x|} + 1) above. Both branches are computed and one
 /// selected, so loops stay vectorizable.
-@inline(__always)
+@inlinable @inline(__always)
 public func fastTanh(_ x: Float) -> Float {
     let a = min(abs(x), 9)
     let e = fastExp(2 * a)
@@ -54,7 +55,7 @@ public func fastTanh(_ x: Float) -> Float {
 /// erf(x), absolute error below 2e-7 and relative error below 1e-6 near 0: the Maclaurin series
 /// (to x¹³) for |x| < 0.5, and 1 − erfc(|x|) above with the Numerical Recipes Chebyshev fit of
 /// erfc (fractional error < 1.2e-7). Both branches are computed and one selected.
-@inline(__always)
+@inlinable @inline(__always)
 public func fastErf(_ x: Float) -> Float {
     let a = abs(x)
     let s = a * a
@@ -83,7 +84,7 @@ public func fastErf(_ x: Float) -> Float {
     return x < 0 ? -r : r
 }
 
-@inline(__always)
+@inlinable @inline(__always)
 public func fastSigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
 /// erf(x) as an odd rational minimax fit x·P(x²)/Q(x²) on [−4, 4] (clamped outside, where erf is

@@ -1,0 +1,88 @@
+import Foundation
+import XCTest
+@testable import Tensor
+
+/// The performance paths against the plain ones: conv2d's sample-parallel path, sgemm's panel split,
+/// attention without recording.
+final class FastPathTests: XCTestCase {
+    /// Runs `body` with `Parallel.threads` set to `n` (the split paths need more than one thread).
+    private func withThreads<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
+        let saved = Parallel.threads
+        Parallel.threads = n
+        defer { Parallel.threads = saved }
+        return try body()
+    }
+
+    func testConvSampleSplitMatchesReferenceAndGradients() {
+        var d = TestData(seed: 41)
+        // (input, out channels, kernel, stride, padding, groups)
+        let configs: [([Int], Int, (Int, Int), (Int, Int), (Int, Int), Int)] = [
+            ([3, 8, 9, 7], 8, (3, 3), (1, 1), (1, 1), 4),     // grouped 3×3 "same" (Visformer MLP)
+            ([4, 6, 11, 10], 12, (3, 3), (2, 2), (1, 1), 2),  // stride 2 with borders
+            ([2, 4, 8, 8], 6, (1, 1), (1, 1), (0, 0), 1),     // pointwise
+            ([3, 3, 16, 16], 8, (4, 4), (4, 4), (0, 0), 1),   // patch embedding
+            ([2, 4, 5, 6], 4, (5, 3), (1, 2), (2, 0), 1),     // kernel wider than the row interior
+        ]
+        for (shape, o, k, s, p, g) in configs {
+            let label = "conv \(shape) k\(k) s\(s) p\(p) g\(g)"
+            let x0 = d.normal(shape), w0 = d.normal([o, shape[1] / g, k.0, k.1]), b0 = d.normal([o])
+            let seed = d.normal([shape[0], o, (shape[2] + 2 * p.0 - k.0) / s.0 + 1, (shape[3] + 2 * p.1 - k.1) / s.1 + 1])
+            var results: [(Tensor, Tensor, Tensor, Tensor)] = []
+            for split in [false, true] {
+                Conv2dOptions.sampleSplit = split
+                defer { Conv2dOptions.sampleSplit = true }
+                withThreads(2) {
+                    XCTAssertEqual(convSplitsSamples(batch: shape[0]), split)
+                    var x = x0.copy(), w = w0.copy(), b = b0.copy()
+                    x.requiresGrad = true; w.requiresGrad = true; b.requiresGrad = true
+                    let y = Tensor.conv2d(x, weight: w, bias: b, stride: s, padding: p, groups: g)
+                    (y * seed).sum().backward()
+                    results.append((y, x.grad!, w.grad!, b.grad!))
+                }
+            }
+            let ref = naiveConv(x0, w0, b0, stride: s, padding: p, groups: g)
+            XCTAssertLessThan(maxAbsDiff(results[1].0, ref), 1e-4, label)
+            XCTAssertLessThan(maxAbsDiff(results[1].0, results[0].0), 1e-5, label)
+            XCTAssertLessThan(maxAbsDiff(results[1].1, results[0].1), 1e-4, "\(label) dx")
+            XCTAssertLessThan(maxAbsDiff(results[1].2, results[0].2), 1e-3, "\(label) dw")
+            XCTAssertLessThan(maxAbsDiff(results[1].3, results[0].3), 1e-3, "\(label) db")
+        }
+    }
+
+    func testSgemmPanelSplitMatchesUnsplit() {
+        var d = TestData(seed: 43)
+        // (m, n, k): split by rows, split by columns (few rows), odd sizes
+        for (m, n, k) in [(300, 170, 90), (20, 700, 160), (257, 129, 65)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = d.normal(ta ? [k, m] : [m, k]), b = d.normal(tb ? [n, k] : [k, n]), c0 = d.normal([m, n])
+                var outs: [Tensor] = []
+                for split in [false, true] {
+                    gemmSplitEnabled = split
+                    defer { gemmSplitEnabled = true }
+                    let c = c0.copy()
+                    withThreads(2) {
+                        sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.5, a: a.storage.pointer, lda: ta ? m : k,
+                              b: b.storage.pointer, ldb: tb ? k : n, beta: 1, c: c.storage.pointer, ldc: n)
+                    }
+                    outs.append(c)
+                }
+                XCTAssertLessThan(maxAbsDiff(outs[0], outs[1]), 1e-4, "sgemm \(m)x\(n)x\(k) tA \(ta) tB \(tb)")
+            }
+        }
+    }
+
+    func testAttentionWithoutRecordingMatches() {
+        var d = TestData(seed: 47)
+        let q = d.normal([2, 3, 17, 8]), k = d.normal([2, 3, 23, 8]), v = d.normal([2, 3, 23, 5])
+        var qg = q.copy(); qg.requiresGrad = true
+        let recorded = Tensor.scaledDotProductAttention(query: qg, key: k, value: v, scale: 0.3)
+        XCTAssertNotNil(recorded.node)
+        let plain = withNoGrad { Tensor.scaledDotProductAttention(query: qg, key: k, value: v, scale: 0.3) }
+        XCTAssertNil(plain.node)
+        XCTAssertEqual(maxAbsDiff(recorded, plain), 0)
+        for threads in [1, 2, 4] {
+            let y = withThreads(threads) { Tensor.scaledDotProductAttention(query: q, key: k, value: v, scale: 0.3) }
+            XCTAssertEqual(maxAbsDiff(recorded, y), 0, "threads \(threads)")
+        }
+    }
+}

@@ -313,6 +313,33 @@ final class ForwardTests: XCTestCase {
             XCTAssertLessThan(maxAbsDiff(a[i], b[i]), 2e-5, "attention \(name)")
         }
     }
+
+    func testChannelMajorAttentionEqualsTokenMajorOnTransposes() {
+        // Channel-major operands are the token-major ones with the last two axes swapped; output and
+        // gradients must be those of the token-major call, transposed (Nq ≠ Nk, dv ≠ d, many heads).
+        var d = TestData(seed: 31)
+        let q = d.normal([2, 3, 13, 8]), k = d.normal([2, 3, 21, 8]), v = d.normal([2, 3, 21, 6])
+        let seed = d.normal([2, 3, 13, 6])
+        func run(_ layout: AttentionLayout) -> [Tensor] {
+            let flip: (Tensor) -> Tensor = { layout == .tokenMajor ? $0.copy() : $0.transposed().copy() }
+            var qq = flip(q), kk = flip(k), vv = flip(v)
+            qq.requiresGrad = true; kk.requiresGrad = true; vv.requiresGrad = true
+            let y = Tensor.scaledDotProductAttention(query: qq, key: kk, value: vv, scale: 0.4, layout: layout)
+            y.backward(gradient: flip(seed))
+            return [y, qq.grad!, kk.grad!, vv.grad!].map { layout == .tokenMajor ? $0 : $0.transposed().copy() }
+        }
+        let a = run(.tokenMajor), b = run(.channelMajor)
+        for (i, name) in ["out", "dq", "dk", "dv"].enumerated() {
+            XCTAssertEqual(a[i].shape, b[i].shape, name)
+            XCTAssertLessThan(maxAbsDiff(a[i], b[i]), 1e-5, "channel-major attention \(name)")
+        }
+        // no-grad path (per-worker scratch) gives the same output
+        let plain = withNoGrad {
+            Tensor.scaledDotProductAttention(query: q.transposed().copy(), key: k.transposed().copy(),
+                                             value: v.transposed().copy(), scale: 0.4, layout: .channelMajor)
+        }
+        XCTAssertLessThan(maxAbsDiff(plain.transposed().copy(), a[0]), 1e-5, "channel-major attention without grad")
+    }
 }
 
 /// Direct convolution in Double (reference).

@@ -295,6 +295,10 @@ final class GradientTests: XCTestCase {
         gradCheck("self-attention (q = k = v)", [data.normal([1, 2, 4, 4])]) {
             Tensor.scaledDotProductAttention(query: $0[0], key: $0[0], value: $0[0], scale: 0.5)
         }
+        // channel-major: q, k [.., d, N], v [.., dv, N]
+        gradCheck("attention channel-major", [data.normal([2, 2, 4, 3]), data.normal([2, 2, 4, 5]), data.normal([2, 2, 6, 5])]) {
+            Tensor.scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2], scale: 0.5, layout: .channelMajor)
+        }
     }
 
     // MARK: a composite: a transformer-style block

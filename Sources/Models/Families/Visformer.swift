@@ -174,130 +174,13 @@ public final class VisformerAttention: Module {
             let attn = (Tensor.matmul(q, k, transposeA: true) * scale).softmax(axis: -1)  // [B, h, N, N]
             out = Tensor.matmul(v, attnDrop(attn), transposeB: true)  // [B, h, hd, N]
         } else {
-            out = channelMajorAttention(query: q, key: k, value: v, scale: scale)
+            out = Tensor.scaledDotProductAttention(query: q, key: k, value: v, scale: scale, layout: .channelMajor)
         }
         return projDrop(proj(out.reshaped([b, width, h, w])))
     }
 
     public func visit(_ v: inout ModuleVisitor) { v.child("qkv", qkv); v.child("proj", proj) }
 }
-
-/// softmax(scale·qᵀk)·vᵀ per leading index, with every operand channel-major: `q, k: [..., d, N]`,
-/// `v: [..., dv, N]` → `[..., dv, N]` (out[c, i] = Σ_j P[i, j]·v[c, j], P = softmax over j of
-/// scale·Σ_c q[c, i]·k[c, j]). The (batch, head) pairs run in parallel with single-threaded GEMMs;
-/// the probabilities are kept for backward.
-fileprivate func channelMajorAttention(query q: Tensor, key k: Tensor, value v: Tensor, scale: Float) -> Tensor {
-    let lead = Array(q.shape.dropLast(2))
-    let d = q.shape[q.rank - 2], n = q.shape[q.rank - 1], dv = v.shape[v.rank - 2]
-    precondition(k.shape == q.shape && Array(v.shape.dropLast(2)) == lead && v.shape.last == n,
-                 "channelMajorAttention: q \(q.shape), k \(k.shape), v \(v.shape) do not fit")
-    let bh = lead.reduce(1, *)
-    let probs = Tensor(uninitializedShape: lead + [n, n])
-    let out = Tensor(uninitializedShape: lead + [dv, n])
-    withExtendedLifetime((q, k, v, probs, out)) {
-        let pq = q.storage.pointer.sendable, pk = k.storage.pointer.sendable, pv = v.storage.pointer.sendable
-        let pp = probs.storage.pointer.sendable, po = out.storage.pointer.sendable
-        BLASRuntime.withSingleThreadedBLAS {
-            Parallel.forRange(bh, grain: 1) { r in
-                for i in r {
-                    let p = pp + i * n * n
-                    // S = scale·qᵀ·k  [N, N]
-                    sgemm(transA: true, transB: false, m: n, n: n, k: d, alpha: scale, a: pq + i * d * n, lda: n,
-                          b: pk + i * d * n, ldb: n, c: p, ldc: n)
-                    for row in 0..<n { visformerSoftmaxRow(p + row * n, n) }
-                    // O = v·Pᵀ  [dv, N]
-                    sgemm(transA: false, transB: true, m: dv, n: n, k: n, a: pv + i * dv * n, lda: n, b: p, ldb: n,
-                          c: po + i * dv * n, ldc: n)
-                }
-            }
-        }
-    }
-    let q0 = q.detached(), k0 = k.detached(), v0 = v.detached()
-    return Tensor.record("channel_major_attention", out, inputs: [q, k, v]) { g in
-        let dq = Tensor(uninitializedShape: q0.shape), dk = Tensor(uninitializedShape: k0.shape)
-        let dvT = Tensor(uninitializedShape: v0.shape)
-        let chunks = min(Parallel.threads, bh)
-        let scratch = Tensor(uninitializedShape: [chunks, n * n])
-        withExtendedLifetime((q0, k0, v0, probs, g, dq, dk, dvT, scratch)) {
-            let pq = q0.storage.pointer.sendable, pk = k0.storage.pointer.sendable, pv = v0.storage.pointer.sendable
-            let pp = probs.storage.pointer.sendable, pg = g.storage.pointer.sendable
-            let pdq = dq.storage.pointer.sendable, pdk = dk.storage.pointer.sendable, pdv = dvT.storage.pointer.sendable
-            let ps = scratch.storage.pointer.sendable
-            BLASRuntime.withSingleThreadedBLAS {
-                DispatchQueue.concurrentPerform(iterations: chunks) { ch in
-                    let ds = ps + ch * n * n
-                    for i in (bh * ch / chunks)..<(bh * (ch + 1) / chunks) {
-                        let p = pp + i * n * n, gi = pg + i * dv * n
-                        // dV = dO·P  [dv, N]
-                        sgemm(transA: false, transB: false, m: dv, n: n, k: n, a: gi, lda: n, b: p, ldb: n,
-                              c: pdv + i * dv * n, ldc: n)
-                        // dP = dOᵀ·v  [N, N], then dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
-                        sgemm(transA: true, transB: false, m: n, n: n, k: dv, a: gi, lda: n, b: pv + i * dv * n, ldb: n,
-                              c: ds, ldc: n)
-                        for row in 0..<n {
-                            let pr = p + row * n, dr = ds + row * n
-                            let dot = visformerDot(pr, dr, n)
-                            for j in 0..<n { dr[j] = pr[j] * (dr[j] - dot) * scale }
-                        }
-                        // dq = k·dSᵀ, dk = q·dS  [d, N]
-                        sgemm(transA: false, transB: true, m: d, n: n, k: n, a: pk + i * d * n, lda: n, b: ds, ldb: n,
-                              c: pdq + i * d * n, ldc: n)
-                        sgemm(transA: false, transB: false, m: d, n: n, k: n, a: pq + i * d * n, lda: n, b: ds, ldb: n,
-                              c: pdk + i * d * n, ldc: n)
-                    }
-                }
-            }
-        }
-        return [dq, dk, dvT]
-    }
-}
-
-/// In-place softmax of one row of `n` logits. The reductions run on SIMD accumulators and the
-/// engine's `fastExp` is inlined (it is `@inlinable`), so every loop vectorizes.
-@inline(__always)
-private func visformerSoftmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-    var j = 0
-    var m0 = SIMD4<Float>(repeating: -.infinity), m1 = m0
-    while j + 8 <= n {
-        let a = simdLoad(x + j), b = simdLoad(x + j + 4)
-        m0.replace(with: a, where: a .> m0); m1.replace(with: b, where: b .> m1)
-        j += 8
-    }
-    m0.replace(with: m1, where: m1 .> m0)
-    var m = max(max(m0[0], m0[1]), max(m0[2], m0[3]))
-    while j < n { m = max(m, x[j]); j += 1 }
-    for j in 0..<n { x[j] = fastExp(x[j] - m) }
-    let inv = 1 / visformerSum(x, n)
-    for j in 0..<n { x[j] *= inv }
-}
-
-/// Σ x[j].
-@inline(__always)
-private func visformerSum(_ x: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
-    var j = 0
-    var a0 = SIMD4<Float>(), a1 = a0
-    while j + 8 <= n { a0 += simdLoad(x + j); a1 += simdLoad(x + j + 4); j += 8 }
-    var s = (a0 + a1).sum()
-    while j < n { s += x[j]; j += 1 }
-    return s
-}
-
-/// Σ a[j]·b[j].
-@inline(__always)
-private func visformerDot(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
-    var j = 0
-    var a0 = SIMD4<Float>(), a1 = a0
-    while j + 8 <= n { a0 += simdLoad(a + j) * simdLoad(b + j); a1 += simdLoad(a + j + 4) * simdLoad(b + j + 4); j += 8 }
-    var s = (a0 + a1).sum()
-    while j < n { s += a[j] * b[j]; j += 1 }
-    return s
-}
-
-@inline(__always)
-private func simdLoad(_ p: UnsafeMutablePointer<Float>) -> SIMD4<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
-}
-
 
 /// The conv MLP: conv1 (1×1) → GELU → dropout → [conv2 (3×3, groups, pad 1) → GELU] → conv3 (1×1)
 /// → dropout, all bias-free. `x: [B, C, H, W]` → `[B, C, H, W]`.

@@ -23,11 +23,12 @@ struct ValidateCommand: ParsableCommand {
         if !json { FileHandle.standardError.write(Data("\n".utf8)) }
         if json {
             let obj: [String: Any] = ["model": model, "top1": counts.top1, "top5": counts.top5, "loss": counts.loss,
-                                      "images": counts.images, "images_per_s": counts.imagesPerSecond]
+                                      "images": counts.images, "images_per_s": counts.imagesPerSecond, "ema": session.usesEMA]
             print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print(String(format: "%@ on %@/%@: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images, %.1f images/s)",
-                         model, dataDir, split, counts.top1, counts.top5, counts.loss, counts.images, counts.imagesPerSecond))
+            print(String(format: "%@%@ on %@/%@: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images, %.1f images/s)",
+                         model, session.usesEMA ? " (EMA weights)" : "", dataDir, split, counts.top1, counts.top5, counts.loss,
+                         counts.images, counts.imagesPerSecond))
         }
     }
 }

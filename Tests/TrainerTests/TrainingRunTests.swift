@@ -85,6 +85,25 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(preds.first?.logits.count, 3)
     }
 
+    func testEMARunIsEvaluatedWithItsAveragedWeights() throws {
+        // With `ema: True` the run validates (and picks its best checkpoint by) the averaged weights;
+        // evaluating the checkpoint afterwards must use them too and reproduce the run's accuracy.
+        let run = try TrainingRun(recipe: try recipe(["--ema", "True", "--ema_decay", "0.9", "--epoch_size", "2",
+                                                      "--ckpt_save_dir", folder.path + "/ema"]), log: { _ in })
+        let summary = try run.run()
+        let info = try CheckpointInfo(path: folder.path + "/ema/pit_ti-1.safetensors")
+        XCTAssertTrue(info.usesEMA)
+        let raw = try CheckpointInfo(path: folder.path + "/ema/pit_ti-1.safetensors", preferEMA: false)
+        XCTAssertFalse(raw.usesEMA)
+        let name = "head.weight"
+        XCTAssertNotEqual(info.weights[name]?.scalars, raw.weights[name]?.scalars, "EMA and model weights differ after 2 epochs")
+        let session = try InferenceSession(modelName: "pit_ti", checkpoint: folder.path + "/ema/pit_ti-1.safetensors")
+        XCTAssertTrue(session.usesEMA)
+        let counts = try session.validate(dataDir: folder.path, batchSize: 5, workers: 1)
+        XCTAssertEqual(counts.loss, summary.epochs.last!.valLoss!, accuracy: 1e-5)
+        XCTAssertEqual(counts.top1, summary.epochs.last!.top1!, accuracy: 1e-9)
+    }
+
     func testResumeEqualsUninterruptedRun() throws {
         let straight = try TrainingRun(recipe: try recipe(["--ckpt_save_dir", folder.path + "/a", "--val_while_train", "False"]), log: { _ in })
         try straight.run()

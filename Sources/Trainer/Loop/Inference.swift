@@ -9,10 +9,15 @@ public struct CheckpointInfo {
     public var weights: [String: Tensor]
     public var classNames: [String]?
     public var recipe: Recipe?
+    /// Whether `weights` are the run's exponential moving average (from `<stem>.state.safetensors`).
+    public var usesEMA = false
 
     /// Reads a checkpoint given as any of its files (`<stem>.safetensors`, `.state.safetensors`,
     /// `.json`), a run directory (its latest checkpoint), or a plain safetensors file of weights.
-    public init(path: String, modelName: String? = nil) throws {
+    /// With `preferEMA`, a checkpoint of a run that trained with `ema: True` gives its averaged
+    /// weights (the ones that run validated and chose its best checkpoint by, as MindCV and timm
+    /// evaluate them); buffers the average does not cover keep the model's values.
+    public init(path: String, modelName: String? = nil, preferEMA: Bool = true) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CheckpointError.notFound(path: path) }
         var metaPath: String? = nil
@@ -30,6 +35,15 @@ public struct CheckpointInfo {
             classNames = state.classNames.isEmpty ? nil : state.classNames
             let recipePath = ((weightsPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("\(state.model).yaml")
             if FileManager.default.fileExists(atPath: recipePath) { recipe = try? Recipe.load(yamlPath: recipePath) }
+        }
+        let statePath = String(weightsPath.dropLast((weightsPath as NSString).pathExtension.count + 1)) + ".state.safetensors"
+        if preferEMA, recipe?.ema == true, FileManager.default.fileExists(atPath: statePath) {
+            var averaged: [String: Tensor] = [:]
+            for (k, v) in try SafeTensorsFile(path: statePath).tensors where k.hasPrefix("ema.") { averaged[String(k.dropFirst(4))] = v }
+            if !averaged.isEmpty {
+                weights.merge(averaged) { _, ema in ema }
+                usesEMA = true
+            }
         }
     }
 }
@@ -74,6 +88,8 @@ public final class InferenceSession {
     public let transform: EvalTransform
     public let classNames: [String]?
     public let numClasses: Int
+    /// Whether the checkpoint's EMA weights were loaded (runs trained with `ema: True`).
+    public let usesEMA: Bool
 
     /// Builds `modelName` sized for the checkpoint (class count from its classifier, input size
     /// from the settings) and loads the weights strictly. Without a checkpoint the model keeps its
@@ -86,6 +102,7 @@ public final class InferenceSession {
         let headBias = info?.weights[entry.dataConfig.classifier + ".bias"]?.shape.first
         let numClasses = classes ?? headBias ?? info?.classNames?.count ?? 1000
         self.numClasses = numClasses
+        usesEMA = info?.usesEMA ?? false
         let trainSize = info?.recipe?.imageResize ?? s.size
         let options = ModelOptions(numClasses: numClasses, inChannels: info?.recipe?.inChannels ?? 3, imageSize: trainSize)
         if let info {

@@ -151,7 +151,7 @@ public final class TrainingRun {
             if let g = state.rng["model"] { model.state.generator = g }
             self.log("resumed from \(paths.weights): \(state.epoch + 1) epochs done, global step \(state.globalStep)")
         } else if !recipe.ckptPath.isEmpty {
-            let info = try CheckpointInfo(path: recipe.ckptPath, modelName: recipe.model)
+            let info = try CheckpointInfo(path: recipe.ckptPath, modelName: recipe.model, preferEMA: false)
             try model.load(stateDict: info.weights, strict: true, source: info.weightsPath)
             self.log("initialised weights from \(info.weightsPath)")
         }

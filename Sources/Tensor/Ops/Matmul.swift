@@ -44,16 +44,15 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Flo
         }
         return
     }
+    let whole = { cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc)) }
     if chunks > 1 && gemmSplitEnabled && macs < gemmSplitMaximum && !BLASRuntime.inSingleThreadedRegion {
         // Too small or too thin to split: one thread. Left to OpenBLAS, products above its own
         // threshold (~2^18) would wake its workers, which then spin through the engine's next
         // element-wise kernels (14% of a PiT demo step's samples were their sched_yield).
-        BLASRuntime.withSingleThreadedBLAS {
-            cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-        }
-        return
+        BLASRuntime.withSingleThreadedBLAS(whole)
+    } else {
+        whole()
     }
-    cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 /// Products of at least this many multiply-adds are split across the engine's threads.

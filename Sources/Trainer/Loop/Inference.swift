@@ -36,10 +36,10 @@ public struct CheckpointInfo {
             let recipePath = ((weightsPath as NSString).deletingLastPathComponent as NSString).appendingPathComponent("\(state.model).yaml")
             if FileManager.default.fileExists(atPath: recipePath) { recipe = try? Recipe.load(yamlPath: recipePath) }
         }
-        let statePath = String(weightsPath.dropLast((weightsPath as NSString).pathExtension.count + 1)) + ".state.safetensors"
-        if preferEMA, recipe?.ema == true, FileManager.default.fileExists(atPath: statePath) {
-            var averaged: [String: Tensor] = [:]
-            for (k, v) in try SafeTensorsFile(path: statePath).tensors where k.hasPrefix("ema.") { averaged[String(k.dropFirst(4))] = v }
+        let paths = CheckpointPaths(directory: (weightsPath as NSString).deletingLastPathComponent,
+                                    stem: ((weightsPath as NSString).lastPathComponent as NSString).deletingPathExtension)
+        if preferEMA, recipe?.ema == true, FileManager.default.fileExists(atPath: paths.state) {
+            let averaged = try CheckpointManager.weights(paths, ema: true)
             if !averaged.isEmpty {
                 weights.merge(averaged) { _, ema in ema }
                 usesEMA = true

@@ -33,6 +33,7 @@ let package = Package(
         .executable(name: "zoo", targets: ["Tools"]),
         .library(name: "Tensor", targets: ["Tensor"]),
         .library(name: "Models", targets: ["Models"]),
+        .library(name: "DataPipeline", targets: ["DataPipeline"]),
         .library(name: "Trainer", targets: ["Trainer"]),
     ],
     dependencies: [
@@ -54,25 +55,40 @@ let package = Package(
         .systemLibrary(name: "CMPI", path: "Sources/CMPI",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
 
+        // The one-way flow: CBLAS → Tensor → Models → Data/Trainer → Distributed → Tools.
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
         .target(name: "Models", dependencies: ["Tensor"], swiftSettings: fast),
+        // `Data` would shadow Foundation's `Data` type, hence the module name.
+        .target(name: "DataPipeline", dependencies: ["Tensor", "CTurboJPEG", "CPNG", "CZlib"],
+                path: "Sources/Data", swiftSettings: fast),
         .target(name: "Trainer",
-                dependencies: ["Tensor", "Models", "CTurboJPEG", "CPNG", "CZlib", "CMPI",
-                               .product(name: "Yams", package: "Yams")],
+                dependencies: ["Tensor", "Models", "DataPipeline", .product(name: "Yams", package: "Yams")],
                 swiftSettings: fast),
+        // `Distributed` is the toolchain's distributed-actors module, hence the module name.
+        .target(name: "DistributedMPI", dependencies: ["Tensor", "Models", "Trainer", "CMPI"],
+                path: "Sources/Distributed", swiftSettings: fast),
+        // The `zoo benchmark` harness: speed, memory and MACs of registered models.
+        .target(name: "ZooBenchmark", dependencies: ["Tensor", "Models", "Trainer"],
+                path: "Sources/Benchmark", swiftSettings: fast),
         .executableTarget(name: "Tools",
-                          dependencies: ["Tensor", "Models", "Trainer",
+                          dependencies: ["Tensor", "Models", "DataPipeline", "Trainer", "DistributedMPI", "ZooBenchmark",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools"),
 
         // Release-mode benchmarks (`swift run -c release opbench`).
         .executableTarget(name: "opbench", dependencies: ["Tensor", "CBLAS"], path: "Benchmarks/OpBench",
                           swiftSettings: fast),
-        .executableTarget(name: "databench", dependencies: ["Trainer"], path: "Benchmarks/DataBench",
+        .executableTarget(name: "databench", dependencies: ["DataPipeline", "Tensor"], path: "Benchmarks/DataBench",
                           swiftSettings: fast),
 
-        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CBLAS"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensor"]),
-        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Models", "Tensor", "CTurboJPEG", "CPNG", "CZlib"]),
+        // Test helpers shared by the test targets: the finite-difference gradient checker and the
+        // reference-fixture harness.
+        .target(name: "TestSupport", dependencies: ["Tensor", "Models", "DataPipeline"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "CBLAS", "TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Tensor", "TestSupport"]),
+        .testTarget(name: "DataTests", dependencies: ["DataPipeline", "Tensor", "Trainer", "TestSupport", "CTurboJPEG", "CPNG", "CZlib"]),
+        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "DataPipeline", "Models", "Tensor", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["DistributedMPI", "Trainer", "DataPipeline", "Tensor", "TestSupport"]),
+        .testTarget(name: "BenchmarkTests", dependencies: ["ZooBenchmark", "Models", "Tensor"]),
     ]
 )

@@ -9,7 +9,8 @@
 // 3. A 2-worker DataLoader over in-memory JPEGs (batch 32).
 import Foundation
 import Tensor
-import Trainer
+
+import DataPipeline
 
 let quick = CommandLine.arguments.contains("--quick")
 let repeats = quick ? 3 : 7

@@ -3,6 +3,9 @@ import Foundation
 import Models
 import Tensor
 import Trainer
+import DataPipeline
+import DistributedMPI
+import ZooBenchmark
 
 /// `zoo benchmark [--models a,b | --all] [--batch_size N] [--image_size S] [--threads T]
 /// [--data_dir D --ckpt_dir C] [--json FILE] [--markdown FILE]`.

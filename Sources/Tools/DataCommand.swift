@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import Trainer
+import DataPipeline
+import DistributedMPI
+import ZooBenchmark
 
 /// `zoo data …` — dataset preparation.
 struct DataCommand: ParsableCommand {

@@ -1,6 +1,9 @@
 import Foundation
 import Tensor
 import Trainer
+import DataPipeline
+import DistributedMPI
+import ZooBenchmark
 
 /// The communicator for a run: MPI with `--distribute`, otherwise a single local rank.
 ///

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import Trainer
+import DataPipeline
+import DistributedMPI
+import ZooBenchmark
 
 /// `mpirun -n 2 zoo distributed-check --check equivalence|shards|failure`: self-checks of data
 /// parallelism for the test suite (Tests/TrainerTests/DistributedTests.swift). Hidden from help.

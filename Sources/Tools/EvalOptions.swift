@@ -1,5 +1,8 @@
 import ArgumentParser
 import Trainer
+import DataPipeline
+import DistributedMPI
+import ZooBenchmark
 
 /// Evaluation-transform overrides shared by `validate` and `predict` (defaults: the training
 /// recipe saved beside the checkpoint, then the model's data config).

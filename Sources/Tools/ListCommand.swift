@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import Models
+import DataPipeline
+import DistributedMPI
+import ZooBenchmark
 
 /// `zoo list [--json]`: every registered model with its parameter counts beside the model card.
 struct ListCommand: ParsableCommand {

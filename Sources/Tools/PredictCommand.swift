@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import Trainer
+import DataPipeline
+import DistributedMPI
+import ZooBenchmark
 
 /// `zoo predict --model NAME --ckpt_path P [--topk 5] [--output preds.json] IMAGE_OR_DIR...`.
 struct PredictCommand: ParsableCommand {

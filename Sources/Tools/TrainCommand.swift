@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import Trainer
+import DataPipeline
+import DistributedMPI
+import ZooBenchmark
 
 /// `zoo train --config RECIPE.yaml [--key value ...]`: any recipe key may follow as a flag, in
 /// MindCV's snake_case or in kebab-case (`--data_dir D`, `--batch-size 64`, `--resume DIR`).

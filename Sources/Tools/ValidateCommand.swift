@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import Trainer
+import DataPipeline
+import DistributedMPI
+import ZooBenchmark
 
 /// `zoo validate --model NAME --data_dir D [--ckpt_path P] [--batch_size N] [--json]`.
 struct ValidateCommand: ParsableCommand {

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import Tensor
+import DataPipeline
+import DistributedMPI
+import ZooBenchmark
 
 @main
 struct Zoo: ParsableCommand {

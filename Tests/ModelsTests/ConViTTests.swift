@@ -2,6 +2,7 @@ import Foundation
 @testable import Models
 import Tensor
 import XCTest
+import TestSupport
 
 final class ConViTTests: XCTestCase {
     /// The fixtures' configurations (manifest.json `mindcv_kwargs`): a 14×14 grid with 4 heads, and

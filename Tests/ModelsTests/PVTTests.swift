@@ -1,6 +1,7 @@
 import Models
 import Tensor
 import XCTest
+import TestSupport
 
 final class PVTTests: XCTestCase {
     /// The fixtures' configuration (manifest.json `mindcv_kwargs`).

@@ -2,6 +2,7 @@ import Foundation
 @testable import Models
 import Tensor
 import XCTest
+import TestSupport
 
 /// Prints the worst errors of a model against a fixture case, each as a fraction of the README
 /// tolerance (≤ 1 passes), after `checkFixture` has asserted them. Shared by the PiT/ViT/ConViT tests.

@@ -2,6 +2,7 @@ import Foundation
 @testable import Models
 import Tensor
 import XCTest
+import TestSupport
 
 final class ViTTests: XCTestCase {
     /// The fixtures' `vit_tiny` configuration (manifest.json `mindcv_kwargs`).

@@ -2,6 +2,7 @@ import Foundation
 import Models
 import Tensor
 import XCTest
+import TestSupport
 
 final class VisformerTests: XCTestCase {
     /// The v1 fixtures' configuration (manifest.json `mindcv_kwargs`).

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Tensor
+import TestSupport
 
 /// The performance paths against the plain ones: conv2d's sample-parallel path, sgemm's panel split,
 /// attention without recording.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Tensor
+import TestSupport
 
 /// Forward results against values computed by hand (or by the defining formula in Double).
 final class ForwardTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Tensor
+import TestSupport
 
 /// The gradient checker must reject wrong gradients, or its passes mean nothing.
 final class GradCheckSelfTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Tensor
+import TestSupport
 
 /// Every differentiable op through the one generic finite-difference check (GradCheck.swift).
 final class GradientTests: XCTestCase {

@@ -2,6 +2,7 @@ import CBLAS
 import Foundation
 import XCTest
 @testable import Tensor
+import TestSupport
 
 /// Kernel-level checks: broadcast plans, parallel paths at sizes above the grain, BLAS threading.
 final class KernelTests: XCTestCase {

@@ -1,11 +1,13 @@
 import Foundation
 import XCTest
+import DataPipeline
+import TestSupport
 
 /// The `zoo` command line: argument errors are clear, name the file, key or model at fault, and
 /// suggest the closest valid spelling.
 final class CLITests: XCTestCase {
     func zoo(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        guard let path = DistributedTests.zooPath else {
+        guard let path = BuiltExecutables.zoo else {
             if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("the zoo executable was not built beside the tests") }
             throw XCTSkip("the zoo executable is not beside the test bundle; build it first")
         }

@@ -3,6 +3,7 @@ import Models
 import Tensor
 import XCTest
 @testable import Trainer
+import DataPipeline
 
 final class CheckpointTests: XCTestCase {
     var dir = ""

@@ -1,8 +1,10 @@
 import Foundation
 import Models
 import Tensor
+import TestSupport
 import XCTest
 @testable import Trainer
+import DataPipeline
 
 /// A small module with every kind of parameter the weight-decay filter distinguishes.
 final class FilterNet: Module {

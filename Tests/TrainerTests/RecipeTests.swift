@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Trainer
+import DataPipeline
 
 final class RecipeTests: XCTestCase {
     static let recipesDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

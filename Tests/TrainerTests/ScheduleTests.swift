@@ -1,5 +1,6 @@
 import XCTest
 @testable import Trainer
+import DataPipeline
 
 /// The vectors of spec/training.md §3.5 (MindCV's own scheduler code, S = 2 steps/epoch, lr = 1).
 final class ScheduleTests: XCTestCase {

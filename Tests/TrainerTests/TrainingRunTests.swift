@@ -1,8 +1,10 @@
 import Foundation
 import Models
 import Tensor
+import TestSupport
 import XCTest
 @testable import Trainer
+import DataPipeline
 
 /// End-to-end: a tiny recipe trains on a generated folder, resumes exactly, stops on NaN, and
 /// rejects bad input before any work starts.

@@ -1,5 +1,6 @@
 import Models
 import Tensor
+import DataPipeline
 
 /// Collective operations between the ranks of a data-parallel job. The single-process run uses
 /// `LocalCommunicator`; `mpirun ... --distribute` uses `MPICommunicator`.

@@ -1,6 +1,7 @@
 import Foundation
 import Models
 import Tensor
+import DataPipeline
 
 /// Why a run stopped early or could not start.
 public enum TrainingError: Error, CustomStringConvertible, Equatable {

@@ -1,6 +1,7 @@
 import Foundation
 import Models
 import Tensor
+import DataPipeline
 
 public typealias NamedParameter = (name: String, parameter: Parameter)
 

@@ -1,6 +1,7 @@
 import Foundation
 import Models
 import Tensor
+import DataPipeline
 
 /// MindSpore `nn.SGD` / `nn.Momentum` as MindCV's `opt: sgd | momentum | nesterov`
 /// (spec/training.md §4.3): L2 decay added to the gradient, dampening 0:

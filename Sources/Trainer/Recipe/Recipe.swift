@@ -1,4 +1,5 @@
 import Foundation
+import DataPipeline
 
 /// A training recipe: every option of MindCV's `config.py` (spec/training.md §2) under its MindCV
 /// key name, with MindCV's defaults, plus vitzoo's additions (`lr_base`, `lr_base_size`,

@@ -1,4 +1,5 @@
 import Foundation
+import DataPipeline
 
 /// MindCV's learning-rate schedules (spec/training.md §3) as a pure function of the data step.
 ///

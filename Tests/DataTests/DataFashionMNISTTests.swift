@@ -1,7 +1,9 @@
 import CZlib
 import Foundation
+import TestSupport
 import XCTest
-@testable import Trainer
+@testable import DataPipeline
+import Trainer
 
 final class DataFashionMNISTTests: XCTestCase {
     func gzipFile(_ path: String, _ bytes: [UInt8]) throws {

@@ -1,7 +1,9 @@
 import Foundation
 import Tensor
+import TestSupport
 import XCTest
-@testable import Trainer
+@testable import DataPipeline
+import Trainer
 
 /// `validate`/`predict` contract: an image that already has the evaluation size (crop_pct 1) reaches
 /// the model unchanged — resizing to the same size is the identity, for every interpolation.

@@ -18,13 +18,13 @@ import XCTest
 ///   error of the order of the gradient itself, 100× the tolerance.
 /// Kinks (relu, max) are kept farther than h from the inputs. A Double path would allow a tighter
 /// tolerance but would need a second copy of every kernel; the error budget above is ample.
-struct GradCheckResult {
-    var maxError: Double
-    var maxGradient: Double
+public struct GradCheckResult {
+    public var maxError: Double
+    public var maxGradient: Double
 }
 
 @discardableResult
-func gradCheck(_ name: String, _ inputs: [Tensor], wrt: [Int]? = nil, h: Float = 1e-2, tolerance: Double = 1e-2,
+public func gradCheck(_ name: String, _ inputs: [Tensor], wrt: [Int]? = nil, h: Float = 1e-2, tolerance: Double = 1e-2,
                file: StaticString = #filePath, line: UInt = #line, _ f: ([Tensor]) -> Tensor) -> [GradCheckResult] {
     let (results, failures) = gradientErrors(name, inputs, wrt: wrt, h: h, tolerance: tolerance, f)
     for message in failures { XCTFail(message, file: file, line: line) }
@@ -37,7 +37,7 @@ func gradCheck(_ name: String, _ inputs: [Tensor], wrt: [Int]? = nil, h: Float =
 
 /// The check itself, without assertions: per checked input the largest error and gradient, and
 /// the failure messages.
-func gradientErrors(_ name: String, _ inputs: [Tensor], wrt: [Int]? = nil, h: Float = 1e-2, tolerance: Double = 1e-2,
+public func gradientErrors(_ name: String, _ inputs: [Tensor], wrt: [Int]? = nil, h: Float = 1e-2, tolerance: Double = 1e-2,
                     _ f: ([Tensor]) -> Tensor) -> ([GradCheckResult], [String]) {
     var failures: [String] = []
     let checked = wrt ?? Array(inputs.indices)
@@ -101,23 +101,23 @@ func gradientErrors(_ name: String, _ inputs: [Tensor], wrt: [Int]? = nil, h: Fl
 }
 
 /// Deterministic test tensors.
-struct TestData {
-    var rng: RandomGenerator
-    init(seed: UInt64 = 42) { rng = RandomGenerator(seed: seed) }
+public struct TestData {
+    public var rng: RandomGenerator
+    public init(seed: UInt64 = 42) { rng = RandomGenerator(seed: seed) }
 
-    mutating func normal(_ shape: [Int], std: Float = 1) -> Tensor { Tensor.randn(shape, std: std, generator: &rng) }
-    mutating func uniform(_ shape: [Int], _ low: Float, _ high: Float) -> Tensor {
+    public mutating func normal(_ shape: [Int], std: Float = 1) -> Tensor { Tensor.randn(shape, std: std, generator: &rng) }
+    public mutating func uniform(_ shape: [Int], _ low: Float, _ high: Float) -> Tensor {
         Tensor.uniform(shape, low: low, high: high, generator: &rng)
     }
     /// Values with |x| in [0.1, 1.5] and random sign: at least 10h away from 0 (for relu's kink).
-    mutating func awayFromZero(_ shape: [Int]) -> Tensor {
+    public mutating func awayFromZero(_ shape: [Int]) -> Tensor {
         let t = uniform(shape, 0.1, 1.5)
         let p = t.storage.pointer
         for i in 0..<t.count where rng.nextFloat() < 0.5 { p[i] = -p[i] }
         return t
     }
     /// A random permutation of evenly spaced values (spacing 0.1 ≫ 2h): distinct, so max is smooth.
-    mutating func distinct(_ shape: [Int]) -> Tensor {
+    public mutating func distinct(_ shape: [Int]) -> Tensor {
         let n = shape.reduce(1, *)
         var v = (0..<n).map { Float($0) * 0.1 - Float(n) * 0.05 }
         for i in stride(from: n - 1, to: 0, by: -1) { v.swapAt(i, rng.nextInt(below: i + 1)) }
@@ -125,7 +125,7 @@ struct TestData {
     }
 }
 
-func assertClose(_ t: Tensor, _ expected: [Float], tol: Float = 1e-5, _ msg: String = "",
+public func assertClose(_ t: Tensor, _ expected: [Float], tol: Float = 1e-5, _ msg: String = "",
                  file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(t.count, expected.count, "\(msg): count", file: file, line: line)
     let v = t.scalars
@@ -138,7 +138,7 @@ func assertClose(_ t: Tensor, _ expected: [Float], tol: Float = 1e-5, _ msg: Str
     }
 }
 
-func maxAbsDiff(_ a: Tensor, _ b: Tensor) -> Float {
+public func maxAbsDiff(_ a: Tensor, _ b: Tensor) -> Float {
     precondition(a.count == b.count)
     var m: Float = 0
     for i in 0..<a.count { m = max(m, abs(a.storage.pointer[i] - b.storage.pointer[i])) }

@@ -3,6 +3,8 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import DataPipeline
+import Trainer
 #endif
 
 /// Why the MPI runtime could not start or a collective failed.
@@ -164,7 +166,7 @@ public enum MPIRuntime {
     static func atExit(status: Int32) {
         guard isActive, let lib = library else { return }
         isActive = false
-        if ProcessInfo.processInfo.environment["VITZOO_MPI_STATS"] != nil { CommunicationStats.shared.print(rank: worldRank) }
+        if ProcessInfo.processInfo.environment["VITZOO_MPI_STATS"] != nil { writeStderr("rank \(worldRank): communication: \(CommunicationStats.shared.summary)\n") }
         if status == 0 {
             _ = lib.finalize()
         } else {
@@ -182,39 +184,6 @@ public enum MPIRuntime {
         }
         _exit(code)
     }
-}
-
-/// Time spent in collectives (wall-clock inside waits, and packing/unpacking gradient buckets).
-public final class CommunicationStats: @unchecked Sendable {
-    public static let shared = CommunicationStats()
-    let lock = NSLock()
-    public private(set) var gradientSyncs = 0
-    public private(set) var gradientSeconds = 0.0
-    public private(set) var waitSeconds = 0.0
-    public private(set) var gradientBytes = 0
-
-    func addSync(seconds: Double, bytes: Int) {
-        lock.lock(); gradientSyncs += 1; gradientSeconds += seconds; gradientBytes = bytes; lock.unlock()
-    }
-    func addWait(_ s: Double) { lock.lock(); waitSeconds += s; lock.unlock() }
-    public func reset() { lock.lock(); gradientSyncs = 0; gradientSeconds = 0; waitSeconds = 0; lock.unlock() }
-
-    public var summary: String {
-        lock.lock(); defer { lock.unlock() }
-        let per = gradientSyncs > 0 ? gradientSeconds / Double(gradientSyncs) * 1000 : 0
-        return String(format: "%d gradient all-reduces of %.1f MB, %.2f ms each (%.1f s in total); %.1f s waiting in collectives",
-                      gradientSyncs, Double(gradientBytes) / 1e6, per, gradientSeconds, waitSeconds)
-    }
-
-    func print(rank: Int) {
-        writeStderr("rank \(rank): communication: \(summary)\n")
-    }
-}
-
-@inline(__always) func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
 /// Writes straight to file descriptor 2 (unbuffered, usable in exit handlers).

@@ -2,6 +2,8 @@ import Foundation
 import Tensor
 #if canImport(Glibc)
 import Glibc
+import DataPipeline
+import Trainer
 #endif
 
 /// The machine a benchmark ran on, printed in the header of every report: CPU, cores, the BLAS

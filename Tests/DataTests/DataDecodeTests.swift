@@ -1,8 +1,10 @@
 import CPNG
 import CTurboJPEG
 import Tensor
+import TestSupport
 import XCTest
-@testable import Trainer
+@testable import DataPipeline
+import Trainer
 
 final class DataDecodeTests: XCTestCase {
     let decoder = ImageDecoder()

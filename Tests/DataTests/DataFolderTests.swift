@@ -1,6 +1,8 @@
 import Foundation
+import TestSupport
 import XCTest
-@testable import Trainer
+@testable import DataPipeline
+import Trainer
 
 final class DataFolderTests: XCTestCase {
     func testScansSortedClassesAndFiles() throws {

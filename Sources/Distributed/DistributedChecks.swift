@@ -4,6 +4,8 @@ import Tensor
 
 #if canImport(Glibc)
 import Glibc
+import DataPipeline
+import Trainer
 #endif
 
 /// Self-checks of data parallelism, run by every rank of an `mpirun` job (`zoo distributed-check`)

@@ -1,34 +1,15 @@
 import Foundation
 import Tensor
+import TestSupport
 import XCTest
+@testable import DistributedMPI
+import DataPipeline
 @testable import Trainer
 
 /// Data parallelism over OpenMPI: runs `mpirun -n 2 zoo distributed-check …` (the hidden
 /// self-check command, Sources/Tools/DistributedCheckCommand.swift) and checks its verdicts.
 /// Skipped when mpirun or the built `zoo` is missing; CI installs OpenMPI, so there they run.
 final class DistributedTests: XCTestCase {
-    /// The `zoo` executable beside this test bundle (same build products directory).
-    static var zooPath: String? {
-        var dirs: [URL] = [Bundle(for: DistributedTests.self).bundleURL.deletingLastPathComponent()]
-        if let arg0 = CommandLine.arguments.first { dirs.append(URL(fileURLWithPath: arg0).deletingLastPathComponent()) }
-        for d in dirs {
-            for candidate in [d, d.deletingLastPathComponent(), d.deletingLastPathComponent().deletingLastPathComponent()] {
-                let p = candidate.appendingPathComponent("zoo").path
-                if FileManager.default.isExecutableFile(atPath: p) { return p }
-            }
-        }
-        return nil
-    }
-
-    static var mpirunPath: String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for dir in path.split(separator: ":") + ["/usr/bin", "/usr/local/bin"] {
-            let p = "\(dir)/mpirun"
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        return nil
-    }
-
     struct Outcome { var status: Int32; var output: String; var seconds: Double; var timedOut: Bool }
 
     /// Runs a command with a deadline; output is stdout and stderr together.
@@ -75,8 +56,8 @@ final class DistributedTests: XCTestCase {
     }
 
     func mpirun(ranks: Int = 2, _ arguments: [String], environment: [String: String] = [:], deadline: Double = 120) throws -> Outcome {
-        guard let mpirun = Self.mpirunPath else { throw XCTSkip("mpirun not found (apt-get install openmpi-bin libopenmpi-dev)") }
-        guard let zoo = Self.zooPath else { throw XCTSkip("the zoo executable is not beside the test bundle; build it first (swift build)") }
+        guard let mpirun = BuiltExecutables.mpirun else { throw XCTSkip("mpirun not found (apt-get install openmpi-bin libopenmpi-dev)") }
+        guard let zoo = BuiltExecutables.zoo else { throw XCTSkip("the zoo executable is not beside the test bundle; build it first (swift build)") }
         var args = ["--allow-run-as-root", "--oversubscribe", "-n", "\(ranks)"]
         for k in environment.keys.sorted() { args += ["-x", k] }
         return try run(mpirun, args + [zoo, "distributed-check"] + arguments, environment: environment, deadline: deadline)
@@ -138,7 +119,7 @@ final class DistributedTests: XCTestCase {
 
     /// `--distribute` outside mpirun: a logged single-rank run, no MPI needed.
     func testDistributeOutsideMPIRunIsASingleRank() throws {
-        guard let zoo = Self.zooPath else { throw XCTSkip("the zoo executable is not beside the test bundle") }
+        guard let zoo = BuiltExecutables.zoo else { throw XCTSkip("the zoo executable is not beside the test bundle") }
         let o = try run(zoo, ["distributed-check", "--check", "shards"], deadline: 60)
         XCTAssertEqual(o.status, 0, o.output)
         XCTAssertTrue(o.output.contains("not launched by mpirun: running as a single rank"), o.output)

@@ -2,7 +2,7 @@ import Foundation
 import Models
 import Tensor
 import XCTest
-@testable import Trainer
+@testable import ZooBenchmark
 
 /// `zoo benchmark`: multiply-add counts equal the closed formulas, the JSON schema, and a quick run
 /// over two tiny configurations.

@@ -1,24 +1,24 @@
 import Foundation
 import Tensor
 import XCTest
-@testable import Trainer
+import DataPipeline
 
 /// A fresh temporary folder, removed by `cleanup()`.
-struct DataTempFolder {
-    let path: String
+public struct DataTempFolder {
+    public let path: String
 
-    init(_ label: String = "data") throws {
+    public init(_ label: String = "data") throws {
         path = NSTemporaryDirectory() + "vitzoo-\(label)-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
-    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+    public func cleanup() { try? FileManager.default.removeItem(atPath: path) }
 
-    func makeDirectory(_ relative: String) throws {
+    public func makeDirectory(_ relative: String) throws {
         try FileManager.default.createDirectory(atPath: path + "/" + relative, withIntermediateDirectories: true)
     }
 
-    func write(_ relative: String, _ bytes: [UInt8]) throws {
+    public func write(_ relative: String, _ bytes: [UInt8]) throws {
         let url = URL(fileURLWithPath: path + "/" + relative)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try Data(bytes).write(to: url)
@@ -26,7 +26,7 @@ struct DataTempFolder {
 }
 
 /// Smooth gradients plus seeded noise: a stand-in for a natural image.
-func syntheticImage(width: Int, height: Int, seed: UInt64 = 1) -> RGBImage {
+public func syntheticImage(width: Int, height: Int, seed: UInt64 = 1) -> RGBImage {
     var rng = RandomGenerator(seed: seed)
     return RGBImage(width: width, height: height) { p in
         for y in 0..<height {
@@ -42,10 +42,10 @@ func syntheticImage(width: Int, height: Int, seed: UInt64 = 1) -> RGBImage {
 }
 
 /// A `[C, H, W]` or `[B, C, H, W]` tensor's bytes, for bit-exact comparisons.
-func tensorBits(_ t: Tensor) -> [UInt32] { t.scalars.map(\.bitPattern) }
+public func tensorBits(_ t: Tensor) -> [UInt32] { t.scalars.map(\.bitPattern) }
 
 /// A small ImageNet-layout folder of JPEG and PNG files: `classes` folders × `perClass` images.
-func makeImageFolder(_ folder: DataTempFolder, split: String = "train", classes: [String] = ["cat", "dog", "eel"],
+public func makeImageFolder(_ folder: DataTempFolder, split: String = "train", classes: [String] = ["cat", "dog", "eel"],
                      perClass: Int = 4, size: (Int, Int) = (40, 30)) throws {
     var seed: UInt64 = 10
     for cls in classes {
@@ -62,9 +62,10 @@ func makeImageFolder(_ folder: DataTempFolder, split: String = "train", classes:
 }
 
 /// A thread-safe counter for callbacks from worker threads.
-final class DataCallCounter: @unchecked Sendable {
+public final class DataCallCounter: @unchecked Sendable {
+    public init() {}
     private let lock = NSLock()
     private var count = 0
-    func increment() { lock.lock(); count += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
+    public func increment() { lock.lock(); count += 1; lock.unlock() }
+    public var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }

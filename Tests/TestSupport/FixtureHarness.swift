@@ -4,14 +4,14 @@ import Tensor
 import XCTest
 
 /// The reference fixtures (Tests/Fixtures, copied from shared/fixtures; format in its README.md).
-enum Fixtures {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+public enum Fixtures {
+    public static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
 
-    static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+    public static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
     /// The manifest entry of one case.
-    static func manifest(_ caseName: String) throws -> [String: Any] {
+    public static func manifest(_ caseName: String) throws -> [String: Any] {
         let data = try Data(contentsOf: directory.appendingPathComponent("manifest.json"))
         let root = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
         let cases = try XCTUnwrap(root["cases"] as? [[String: Any]])
@@ -19,13 +19,12 @@ enum Fixtures {
     }
 }
 
-func maxAbs(_ t: Tensor) -> Float { t.scalars.reduce(0) { max($0, abs($1)) } }
-func maxAbsDiff(_ a: Tensor, _ b: Tensor) -> Float { zip(a.scalars, b.scalars).reduce(0) { max($0, abs($1.0 - $1.1)) } }
+public func maxAbs(_ t: Tensor) -> Float { t.scalars.reduce(0) { max($0, abs($1)) } }
 
 /// Checks a model against one fixture case with the tolerances of the fixtures' README: eval logits,
 /// train loss (cross-entropy, label smoothing 0.1), every parameter gradient, and BatchNorm running
 /// statistics after the train forward. `model` must have the case's configuration and 7 classes.
-func checkFixture(_ caseName: String, model: any Classifier, file: StaticString = #filePath, line: UInt = #line) throws {
+public func checkFixture(_ caseName: String, model: any Classifier, file: StaticString = #filePath, line: UInt = #line) throws {
     let st = try SafeTensorsFile(path: Fixtures.path("\(caseName).safetensors"))
     let manifest = try Fixtures.manifest(caseName)
     var weights: [String: Tensor] = [:]

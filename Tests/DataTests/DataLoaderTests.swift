@@ -1,7 +1,9 @@
 import Foundation
 import Tensor
+import TestSupport
 import XCTest
-@testable import Trainer
+@testable import DataPipeline
+import Trainer
 
 final class DataLoaderTests: XCTestCase {
     /// `count` tiny PNGs in memory, label = index % classes.

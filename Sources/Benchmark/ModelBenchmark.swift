@@ -1,6 +1,8 @@
 import Foundation
 import Models
 import Tensor
+import DataPipeline
+import Trainer
 
 /// What `zoo benchmark` measures and how long it spends on each phase.
 public struct BenchmarkSettings: Sendable {

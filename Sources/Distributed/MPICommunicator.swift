@@ -4,6 +4,8 @@ import Models
 
 #if canImport(Glibc)
 import Glibc
+import DataPipeline
+import Trainer
 #endif
 
 /// Data-parallel collectives over OpenMPI's `MPI_COMM_WORLD`.

@@ -1,4 +1,6 @@
 import Foundation
+import DataPipeline
+import Trainer
 
 /// PyTorch eager images/s on this machine (2 threads, 224×224, batch 32) from issue 7: the
 /// figures the engine is compared with, and the 1.5× goal.

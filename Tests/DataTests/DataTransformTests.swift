@@ -1,6 +1,8 @@
 import Tensor
+import TestSupport
 import XCTest
-@testable import Trainer
+@testable import DataPipeline
+import Trainer
 
 final class DataTransformTests: XCTestCase {
     // MARK: Resize

@@ -39,6 +39,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
     ],
     targets: [
         // C libraries, each a small system-library target.
@@ -54,6 +55,10 @@ let package = Package(
         // so no pkgConfig here (ompi-c would add -lmpi to zoo's link); see Sources/CMPI/shim.h.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+
+        // Generated SwiftProtobuf code (committed; docs/protos.md): MindSpore .ckpt, ONNX, TensorBoard events.
+        .target(name: "Protos", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                path: "Sources/Protos", exclude: ["proto"]),
 
         // The one-way flow: CBLAS → Tensor → Models → Data/Trainer → Distributed → Tools.
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),

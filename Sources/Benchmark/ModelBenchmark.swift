@@ -41,7 +41,7 @@ public struct ModelBenchmark: Codable, Sendable, Equatable {
     public var batchSize: Int
     public var threads: Int
 
-    // Parameters (spec/models.md §1).
+    // Parameters (docs/models.md §1).
     public var paramsTrainable: Int
     /// Trainable plus BatchNorm running statistics.
     public var paramsStored: Int

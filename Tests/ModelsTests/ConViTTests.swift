@@ -78,7 +78,7 @@ final class ConViTTests: XCTestCase {
         XCTAssertEqual(model(Self.g8).trainableParameterCount, 52216)
     }
 
-    /// spec/models.md §0 totals (head included), from the built registry models (weights left
+    /// docs/models.md §0 totals (head included), from the built registry models (weights left
     /// uninitialised; convit_tiny also fully initialised) and from the closed form.
     func testParameterCounts() throws {
         let expected: [(String, ConViTConfig, Int)] = [

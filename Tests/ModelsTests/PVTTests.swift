@@ -18,7 +18,7 @@ final class PVTTests: XCTestCase {
         try checkFixture("pvt_tiny_fanin", model: PyramidVisionTransformer(config: Self.fixtureConfig()))
     }
 
-    /// spec/models.md §0–§1: trainable parameters including the 1000-class head.
+    /// docs/models.md §0–§1: trainable parameters including the 1000-class head.
     func testParameterCountsOfPresets() throws {
         let expected = ["pvt_tiny": 13_229_288, "pvt_small": 24_485_864, "pvt_medium": 44_208_104, "pvt_large": 61_369_320]
         for (name, count) in expected {

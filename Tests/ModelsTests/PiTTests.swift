@@ -63,7 +63,7 @@ final class PiTTests: XCTestCase {
         XCTAssertEqual(Self.tinyConfig.parameterCount(numClasses: 7), 23543)
     }
 
-    /// spec/models.md §0: exact totals (head included), from the built registry models (weights
+    /// docs/models.md §0: exact totals (head included), from the built registry models (weights
     /// left uninitialised) and from the closed form.
     func testParameterCounts() throws {
         let expected: [(String, PiTConfig, Int)] = [("pit_ti", .ti, 4_847_272), ("pit_xs", .xs, 10_618_888),

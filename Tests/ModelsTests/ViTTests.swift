@@ -32,7 +32,7 @@ final class ViTTests: XCTestCase {
         XCTAssertEqual(Self.tinyConfig.parameterCount(numClasses: 7), 32455)
     }
 
-    /// spec/models.md §0 totals and the ViT model-card rule (head excluded), from the built registry
+    /// docs/models.md §0 totals and the ViT model-card rule (head excluded), from the built registry
     /// models (weights left uninitialised) and from the closed form.
     func testParameterCounts() throws {
         let expected: [(String, ViTConfig, Int, Int)] = [

@@ -31,7 +31,7 @@ final class VisformerTests: XCTestCase {
         try checkFixture("visformer_tiny_v2_fanin", model: Visformer(config: Self.v2FixtureConfig()))
     }
 
-    /// spec/models.md §0–§1: trainable parameters (head included) and trainable + BN running statistics.
+    /// docs/models.md §0–§1: trainable parameters (head included) and trainable + BN running statistics.
     func testParameterCountsOfPresets() throws {
         let expected: [String: (Int, Int)] = [
             "visformer_tiny": (10_321_368, 10_334_072), "visformer_tiny_v2": (9_371_056, 9_383_392),

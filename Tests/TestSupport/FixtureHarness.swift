@@ -3,7 +3,7 @@ import Models
 import Tensor
 import XCTest
 
-/// The reference fixtures (Tests/Fixtures, copied from shared/fixtures; format in its README.md).
+/// The reference fixtures (Tests/Fixtures, format in Tests/Fixtures/README.md).
 public enum Fixtures {
     public static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")

@@ -2,7 +2,7 @@ import XCTest
 @testable import Trainer
 import DataPipeline
 
-/// The vectors of spec/training.md §3.5 (MindCV's own scheduler code, S = 2 steps/epoch, lr = 1).
+/// The vectors of docs/training.md §3.5 (MindCV's own scheduler code, S = 2 steps/epoch, lr = 1).
 final class ScheduleTests: XCTestCase {
     func assertValues(_ s: LRSchedule, _ expected: [Double], file: StaticString = #filePath, line: UInt = #line) {
         let got = s.values()

@@ -2,7 +2,7 @@ import Tensor
 
 /// The image operations of the auto-augment policies (timm / MindCV names).
 ///
-/// Magnitude → argument follows spec/training.md §6.6.3 with x = m/10 (TrivialAugment: x = m/M),
+/// Magnitude → argument follows docs/training.md §6.6.3 with x = m/10 (TrivialAugment: x = m/M),
 /// except where MindCV's implementation contradicts its intent; here the intent (timm) is implemented:
 /// * **Shear** is a shear *factor* `x' = x + s·y` (PIL affine `(1, s, 0, 0, 1, 0)`), ±0.3·x (TA ±0.99·x).
 ///   MindCV passes the factor to an op that reads it as an angle in degrees, so its shear is ≈ 0.3°.

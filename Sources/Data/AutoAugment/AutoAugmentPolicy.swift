@@ -11,7 +11,7 @@ import Tensor
 /// * `trivialaugwide-m<M>` — TrivialAugment-Wide: one of the 14 ops, magnitude ~ U(0, M) (M = 31).
 /// * `augmix-m<S>-w<W>-d<D>-a<A>` — AugMix (severity 3, width 3, depth random 1–3, α = 1).
 ///
-/// Deliberate differences from MindCV (intended, timm behaviour; see spec/training.md §6.6):
+/// Deliberate differences from MindCV (intended, timm behaviour; see docs/training.md §6.6):
 /// * `mstd` is honoured. MindCV pre-sets σ = 0.5 and ignores the string's value, so it always adds
 ///   N(0, 0.5) noise, even to plain `autoaug`; here σ is the given `mstd` (0 when absent, so plain
 ///   `autoaug` has no noise) and `mstd` > 100 means uniform sampling in [0, M].
@@ -178,7 +178,7 @@ public struct AutoAugmentPolicy: Sendable {
         }
     }
 
-    /// AutoAugment's ImageNet policy (spec/training.md §6.6.2; timm `auto_augment_policy_original`).
+    /// AutoAugment's ImageNet policy (docs/training.md §6.6.2; timm `auto_augment_policy_original`).
     static func imagenetPolicy(increasingPosterize: Bool) -> [[Step]] {
         let post: AugmentOp = increasingPosterize ? .posterizeIncreasing : .posterizeOriginal
         let table: [[(AugmentOp, Double, Double)]] = [

@@ -9,7 +9,7 @@ public struct ShardOrder: Sendable, Equatable {
     public var positions: [Int]
 }
 
-/// Epoch ordering and sharding with MindSpore's `DistributedSampler` semantics (spec/training.md §6.2).
+/// Epoch ordering and sharding with MindSpore's `DistributedSampler` semantics (docs/training.md §6.2).
 ///
 /// One permutation of all N indices per epoch, drawn from (seed, epoch) and identical on every rank
 /// (identity order without shuffling); rank r of R takes global positions r, r+R, r+2R, …, wrapping

@@ -1,6 +1,6 @@
 import Tensor
 
-/// Batch-level Mixup / CutMix as MindCV runs it (timm `Mixup` in "batch" mode; spec/training.md §6.9).
+/// Batch-level Mixup / CutMix as MindCV runs it (timm `Mixup` in "batch" mode; docs/training.md §6.9).
 ///
 /// Per batch: with probability `cutmixProb` the batch is mixed, otherwise λ = 1. When both alphas are
 /// positive, CutMix is chosen with probability `switchProb` (MindCV fixes 0.5), else the one with a

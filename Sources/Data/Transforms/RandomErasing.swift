@@ -11,7 +11,7 @@ public enum ErasingValue: Sendable, Equatable {
     case random
 }
 
-/// Random erasing on the normalised CHW image (MindCV / timm `RandomErasing`, spec/training.md §6.7).
+/// Random erasing on the normalised CHW image (MindCV / timm `RandomErasing`, docs/training.md §6.7).
 ///
 /// With probability `probability`, up to `maxAttempts` tries: area A = U(scale)·H·W, aspect
 /// r = U(ratio) (uniform, as MindCV; timm draws it log-uniformly), w = round(√(A·r)),

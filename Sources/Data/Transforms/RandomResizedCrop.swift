@@ -6,7 +6,7 @@ import Darwin
 #endif
 
 /// Random crop of random area and aspect ratio, resized to `size x size` (MindSpore/torchvision
-/// `RandomResizedCrop`, spec/training.md §6.4).
+/// `RandomResizedCrop`, docs/training.md §6.4).
 ///
 /// Up to 10 attempts: area fraction s ~ U(scale), r = exp(U(log ratio)), w = round(√(H·W·s·r)),
 /// h = round(w / r), accepted when 1 ≤ w ≤ W and 1 ≤ h ≤ H, at a uniformly random position. Otherwise the

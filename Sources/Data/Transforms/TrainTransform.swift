@@ -1,6 +1,6 @@
 import Tensor
 
-/// MindCV's ImageNet training transform (spec/training.md §6.3), per image:
+/// MindCV's ImageNet training transform (docs/training.md §6.3), per image:
 /// 1. decode (done by the dataset) + `RandomResizedCrop` to `imageSize x imageSize`;
 /// 2. horizontal flip with probability `hflip`, then vertical flip with probability `vflip`;
 /// 3. the `autoAugment` policy if one is set, otherwise colour jitter — never both;
@@ -88,7 +88,7 @@ public struct TrainTransform: ImageTransform {
     }
 }
 
-/// MindCV's evaluation transform (spec/training.md §6.8): resize the shorter side to
+/// MindCV's evaluation transform (docs/training.md §6.8): resize the shorter side to
 /// ⌊imageSize / cropPct⌋ (longer side ⌊long · short′ / short⌋), centre-crop `imageSize x imageSize`
 /// (offset ⌊(size − crop) / 2⌋; zero padding if the image is smaller, i.e. `cropPct` > 1),
 /// normalise, CHW. Deterministic: `rng` is not used.

@@ -1,7 +1,7 @@
 // ConViT — Vision Transformer with gated positional self-attention.
 //
 // "ConViT: Improving Vision Transformers with Soft Convolutional Inductive Biases",
-// d'Ascoli et al., arXiv:2103.10697. Reproduces MindCV's `convit.py` (spec/models.md §6): the first
+// d'Ascoli et al., arXiv:2103.10697. Reproduces MindCV's `convit.py` (docs/models.md §6): the first
 // `localUpToLayer` blocks use GPSA on the patch tokens only, the class token joins just before the
 // first MHSA block, LayerNorm eps 1e-7, tanh GELU, no q/k/v bias. Canonical names are timm's `ConVit`
 // keys: GPSA has a fused `attn.qk` and a separate `attn.v`, MHSA a fused `attn.qkv`, the classifier
@@ -53,7 +53,7 @@ public struct ConViTConfig: Sendable, Equatable {
     /// Patches per side for a given input side.
     public func gridSize(imageSize: Int) -> Int { imageSize / patchSize }
 
-    /// Trainable parameters in closed form (spec/models.md §1), head included when `numClasses > 0`.
+    /// Trainable parameters in closed form (docs/models.md §1), head included when `numClasses > 0`.
     public func parameterCount(numClasses: Int = 1000, inChannels: Int = 3, imageSize: Int? = nil) -> Int {
         let d = embedDim, hidden = Int(Double(d) * mlpRatio), g = gridSize(imageSize: imageSize ?? self.imageSize)
         let block = 4 * d + 3 * d * d + (qkvBias ? 3 * d : 0) + d * d + d + hidden * d + hidden + d * hidden + d

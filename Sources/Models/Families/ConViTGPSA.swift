@@ -1,4 +1,4 @@
-// ConViT — gated positional self-attention (GPSA), arXiv:2103.10697 §3 / spec/models.md §6.3.
+// ConViT — gated positional self-attention (GPSA), arXiv:2103.10697 §3 / docs/models.md §6.3.
 
 import Tensor
 

@@ -2,7 +2,7 @@
 // "Pyramid Vision Transformer: A Versatile Backbone for Dense Prediction without Convolutions",
 // Wang et al., ICCV 2021, arXiv:2102.12122.
 //
-// Reproduces MindCV's `pvt.py` numerically (spec/models.md §5) under the parameter names of the
+// Reproduces MindCV's `pvt.py` numerically (docs/models.md §5) under the parameter names of the
 // original code (whai362/PVT `classification/pvt.py`, see Tests/Fixtures/NAMING.md):
 // `patch_embed{s}.proj/.norm`, `pos_embed{s}`, `cls_token`, `block{s}.{j}.{norm1,attn.{q,kv,sr,norm,proj},norm2,mlp}`,
 // `norm`, `head`.

@@ -1,7 +1,7 @@
 // PiT — Pooling-based Vision Transformer.
 //
 // "Rethinking Spatial Dimensions of Vision Transformers", Heo et al., arXiv:2103.16302.
-// Reproduces MindCV's `pit.py` (spec/models.md §3): overlapping conv patch embedding with a spatial
+// Reproduces MindCV's `pit.py` (docs/models.md §3): overlapping conv patch embedding with a spatial
 // position map, three transformer stages joined by depthwise-conv pooling (plus a Dense on the class
 // token), LayerNorm eps 1e-6 everywhere, tanh GELU. Canonical names are timm's
 // `PoolingVisionTransformer` keys: stage i's pooling is `transformers.{i}.pool.*` and runs before
@@ -44,7 +44,7 @@ public struct PiTConfig: Sendable, Equatable {
     /// Side of the first token grid, `⌊(size − k)/s⌋ + 1`.
     public func gridSize(imageSize: Int) -> Int { (imageSize - patchSize) / stride + 1 }
 
-    /// Trainable parameters in closed form (spec/models.md §1), head included when `numClasses > 0`.
+    /// Trainable parameters in closed form (docs/models.md §1), head included when `numClasses > 0`.
     public func parameterCount(numClasses: Int = 1000, inChannels: Int = 3, imageSize: Int? = nil) -> Int {
         let w = widths, g = gridSize(imageSize: imageSize ?? self.imageSize)
         var n = w[0] * inChannels * patchSize * patchSize + w[0]  // patch conv

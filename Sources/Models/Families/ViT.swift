@@ -1,9 +1,9 @@
 // ViT — Vision Transformer.
 //
 // "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale",
-// Dosovitskiy et al., arXiv:2010.11929. Reproduces MindCV's `vit.py` (spec/models.md §4): tanh GELU,
+// Dosovitskiy et al., arXiv:2010.11929. Reproduces MindCV's `vit.py` (docs/models.md §4): tanh GELU,
 // LayerNorm eps 1e-7, class token prepended before the 1-D position table is added, fused qkv.
-// Canonical parameter names are timm's `VisionTransformer` keys (fixtures/NAMING.md).
+// Canonical parameter names are timm's `VisionTransformer` keys (Tests/Fixtures/NAMING.md, docs/naming.md).
 //
 // This file also holds the pre-norm transformer block (`ViTBlock`) and the initialisation helpers
 // that PiT and ConViT reuse.
@@ -138,7 +138,7 @@ public struct ViTConfig: Sendable, Equatable {
     /// Patches per side for a given input side.
     public func gridSize(imageSize: Int) -> Int { imageSize / patchSize }
 
-    /// Trainable parameters in closed form (spec/models.md §1), head included when `numClasses > 0`.
+    /// Trainable parameters in closed form (docs/models.md §1), head included when `numClasses > 0`.
     public func parameterCount(numClasses: Int = 1000, inChannels: Int = 3, imageSize: Int? = nil) -> Int {
         let d = embedDim, hidden = Int(Double(d) * mlpRatio)
         let n = gridSize(imageSize: imageSize ?? self.imageSize)

@@ -1,7 +1,7 @@
 // Visformer — the vision-friendly transformer (v1 and MindCV's v2 layouts).
 // "Visformer: The Vision-friendly Transformer", Chen et al., ICCV 2021, arXiv:2104.12533.
 //
-// Reproduces MindCV's `visformer.py` numerically (spec/models.md §7) under timm's parameter names
+// Reproduces MindCV's `visformer.py` numerically (docs/models.md §7) under timm's parameter names
 // (Tests/Fixtures/NAMING.md): `stem.0` / `stem.1`, `patch_embed{s}.proj/.norm`, `pos_embed{s}`,
 // `stage{s}.{j}.{norm1,attn.qkv,attn.proj,norm2,mlp.conv1,mlp.conv2,mlp.conv3}`, `norm`, `head`.
 // v2 variants (depths[0] > 0) add stage 0.

@@ -18,7 +18,7 @@ public struct ModelOptions: Sendable, Equatable {
     }
 }
 
-/// How the model card counted parameters (spec/models.md §1).
+/// How the model card counted parameters (docs/models.md §1).
 public enum ParamCountingRule: String, Sendable, Codable {
     /// All trainable parameters, head included (PiT, PVT, ConViT).
     case total
@@ -28,7 +28,7 @@ public enum ParamCountingRule: String, Sendable, Codable {
     case withBufferStatistics = "with BatchNorm running statistics"
 }
 
-/// The published model-card figures (spec/published.md).
+/// The published model-card figures (docs/published.md).
 public struct PublishedFigures: Sendable, Equatable {
     public var top1: Double, top5: Double, paramsM: Double
 }
@@ -80,7 +80,7 @@ public enum ModelRegistry {
         try entry(name).build(options)
     }
 
-    /// The published figures of record (spec/published.md).
+    /// The published figures of record (docs/published.md).
     public static let published: [String: PublishedFigures] = [
         "pit_ti": .init(top1: 72.96, top5: 91.33, paramsM: 4.85),
         "pit_xs": .init(top1: 78.41, top5: 94.06, paramsM: 10.61),
@@ -161,7 +161,7 @@ public func closest(to name: String, among candidates: [String], limit: Int = 3)
 
 extension ModelRegistry {
     /// MindCV's own drop-path rate of each model, used when a recipe leaves `drop_path_rate` unset
-    /// (spec/training.md §2.4): ConViT 0.1, Visformer tiny 0.03 and small 0.1, the others 0.
+    /// (docs/training.md §2.4): ConViT 0.1, Visformer tiny 0.03 and small 0.1, the others 0.
     public static func defaultDropPathRate(_ name: String) -> Float {
         if name.hasPrefix("convit_") { return 0.1 }
         if name.hasPrefix("visformer_tiny") { return 0.03 }

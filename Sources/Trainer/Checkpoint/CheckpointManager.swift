@@ -72,7 +72,7 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Saves, prunes and finds training checkpoints in `ckpt_save_dir` (spec/training.md §9):
+/// Saves, prunes and finds training checkpoints in `ckpt_save_dir` (docs/training.md §9):
 /// `<model>-<epoch>.{safetensors,state.safetensors,json}` every save, `<model>_best.*` on a new best,
 /// `<model>.yaml` (the resolved recipe). Every file is written to a temporary sibling and renamed;
 /// the JSON goes last, so a failed or interrupted save leaves the previous checkpoints intact and

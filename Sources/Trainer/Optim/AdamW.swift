@@ -3,7 +3,7 @@ import Models
 import Tensor
 import DataPipeline
 
-/// AdamW exactly as MindCV uses it (spec/training.md §4.2, = PyTorch `AdamW`): β1 0.9, β2 0.999,
+/// AdamW exactly as MindCV uses it (docs/training.md §4.2, = PyTorch `AdamW`): β1 0.9, β2 0.999,
 /// eps 1e-8 outside the square root of the bias-corrected v, decoupled decay multiplied by the LR:
 ///
 ///     m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²
@@ -57,7 +57,7 @@ public final class AdamW: SlotOptimizer, Optimizer {
     }
 }
 
-/// MindSpore `nn.Adam` as MindCV's `opt: adam` (spec/training.md §4.3): L2 decay added to the
+/// MindSpore `nn.Adam` as MindCV's `opt: adam` (docs/training.md §4.3): L2 decay added to the
 /// gradient, eps on the un-corrected v, optional Nesterov:
 ///
 ///     g ← g + λ·p;  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  η_t = η·sqrt(1−β2^t)/(1−β1^t)

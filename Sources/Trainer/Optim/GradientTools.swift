@@ -40,7 +40,7 @@ public func globalGradNorm(_ gradients: [Tensor?]) -> Double {
     return total.squareRoot()
 }
 
-/// Clips by global L2 norm as MindCV does (spec/training.md §7 step 4):
+/// Clips by global L2 norm as MindCV does (docs/training.md §7 step 4):
 /// `g ← g · maxNorm / max(‖g‖, maxNorm)`, in place. Returns the norm before clipping.
 /// Call it after backward and before the optimizer (per micro-batch when accumulating).
 @discardableResult
@@ -62,7 +62,7 @@ public func clipGradients(_ parameters: [NamedParameter], maxNorm: Double) -> Do
     clipGradients(parameters.map { $0.parameter.grad }, maxNorm: maxNorm)
 }
 
-/// Gradient accumulation over n micro-batches (spec/training.md §10): after each micro-batch's
+/// Gradient accumulation over n micro-batches (docs/training.md §10): after each micro-batch's
 /// backward (and clipping), `accumulate()` adds g/n of every parameter's gradient into its buffer
 /// and clears `.grad`; when it returns true, n micro-batches are in and the loop calls
 /// `optimizer.step(lr:gradients: accumulator.gradients, gradScale: 1)` then `reset()`.
@@ -108,7 +108,7 @@ public final class GradientAccumulator {
     }
 }
 
-/// Exponential moving average of every parameter and buffer (spec/training.md §10): after every
+/// Exponential moving average of every parameter and buffer (docs/training.md §10): after every
 /// train step, with n = 1, 2, …: `d = decay·(1 − exp(−n/2000))`, `e ← d·e + (1 − d)·w`.
 /// `apply()` swaps the averaged weights in for validation/saving and `restore()` swaps back.
 public final class ExponentialMovingAverage {

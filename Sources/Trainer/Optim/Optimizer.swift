@@ -23,7 +23,7 @@ public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
 /// A per-parameter update rule with state. The training loop calls `step(lr:)` once per update
 /// with the scheduled LR of the current data step (`LRSchedule.lr(at: globalStep)`); with gradient
 /// accumulation it calls it every n micro-batches (see `GradientAccumulator`) while the schedule
-/// index still advances every micro-batch (spec/training.md §3.7).
+/// index still advances every micro-batch (docs/training.md §3.7).
 ///
 /// Parameters without a gradient are skipped (their state does not move). The update count used for
 /// bias correction advances once per `step`.
@@ -117,7 +117,7 @@ public class SlotOptimizer {
     }
 }
 
-/// Which parameters are exempt from weight decay (spec/training.md §4.1), on canonical
+/// Which parameters are exempt from weight decay (docs/training.md §4.1), on canonical
 /// (PyTorch-style) names.
 ///
 /// MindCV tests MindSpore names for `gamma`/`beta` (norm scale/shift). Canonical names call those

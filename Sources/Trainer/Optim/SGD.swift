@@ -4,7 +4,7 @@ import Tensor
 import DataPipeline
 
 /// MindSpore `nn.SGD` / `nn.Momentum` as MindCV's `opt: sgd | momentum | nesterov`
-/// (spec/training.md §4.3): L2 decay added to the gradient, dampening 0:
+/// (docs/training.md §4.3): L2 decay added to the gradient, dampening 0:
 ///
 ///     g ← g + λ·p;  buf ← μ·buf + g
 ///     p ← p − η·buf                 (Nesterov: p ← p − η·(g + μ·buf))

@@ -5,7 +5,7 @@ import DataPipeline
 
 // Strict recipe loading: YAML (through Yams' node API, so every key has its line) and command-line
 // overrides are converted field by field through one table of MindCV keys, then the whole resolved
-// recipe is range-checked. Conversion follows MindCV's `config.py` (spec/training.md §1):
+// recipe is range-checked. Conversion follows MindCV's `config.py` (docs/training.md §1):
 //   * numbers given as YAML strings are converted (`min_lr: 1e-5`, `lr: "0.1"`), ints are accepted
 //     for floats, and floats with an integral value for ints;
 //   * booleans are yes/true/1 and no/false/0, case-insensitive; a bare `--flag` means true;

@@ -1,7 +1,7 @@
 import Foundation
 import DataPipeline
 
-/// MindCV's learning-rate schedules (spec/training.md §3) as a pure function of the data step.
+/// MindCV's learning-rate schedules (docs/training.md §3) as a pure function of the data step.
 ///
 /// MindCV builds an array `lrs = warmup ++ main` of `epochs × stepsPerEpoch` entries and step k
 /// (0-based, counting data batches since the start of training, micro-batches included) uses

@@ -57,7 +57,7 @@ final class OptimizerTests: XCTestCase {
         let (params, grads) = fixture()
         let lrs = [0.01, 0.02, 0.005, 0.03], decays = [0.05, 0.0]
         let opt = AdamW(parameters: params, weightDecays: decays.map { Float($0) })
-        // Reference in Double, PyTorch AdamW (= MindCV's, spec §4.2).
+        // Reference in Double, PyTorch AdamW (= MindCV's, docs/training.md §4.2).
         var p = params.map { $0.parameter.value.scalars.map(Double.init) }
         var m = p.map { $0.map { _ in 0.0 } }, v = m
         let (b1, b2, eps) = (0.9, 0.999, 1e-8)
@@ -217,7 +217,7 @@ final class OptimizerTests: XCTestCase {
 
     /// The structural norm rule on the registered models: under `auto`, exactly the LayerNorm /
     /// BatchNorm scales and shifts are exempt (canonical names `…norm*.weight|bias`, Visformer's
-    /// `stem.1.*`), i.e. what MindSpore's gamma/beta test exempts on MindCV's names (Fixtures/NAMING.md).
+    /// `stem.1.*`), i.e. what MindSpore's gamma/beta test exempts on MindCV's names (docs/naming.md §2).
     func testNormRuleOnRegisteredModels() throws {
         var tested = 0
         for name in ["pit_ti", "pvt_tiny", "convit_tiny", "visformer_tiny", "visformer_tiny_v2"] {

@@ -132,7 +132,7 @@ public final class ConViT: Classifier {
     let posDrop: Dropout
     var generator: RandomGenerator
 
-    /// Builds and initialises a ConViT (MindCV §6.6: every Dense TruncatedNormal(0.02) with zero
+    /// Builds and initialises a ConViT (docs/models.md §6.6: every Dense TruncatedNormal(0.02) with zero
     /// bias, cls/pos TruncatedNormal(0.02), patch conv TruncatedNormal(0.01) with the MindSpore
     /// default bias, LayerNorm 1/0, gating 1, then the GPSA local init when `config.useLocalInit`).
     /// `options.imageSize` (default `config.imageSize`) must be a multiple of the patch size; the

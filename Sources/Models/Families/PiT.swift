@@ -106,7 +106,7 @@ public final class PiT: Classifier {
     let posDrop: Dropout
     var generator: RandomGenerator
 
-    /// Builds and initialises a PiT (MindCV §3.5: pos/cls TruncatedNormal(0.02); every conv weight
+    /// Builds and initialises a PiT (docs/models.md §3.5: pos/cls TruncatedNormal(0.02); every conv weight
     /// and bias U(±√(1/(kh·kw·C_in))); every Dense weight and bias U(±1/√out); LayerNorm 1/0).
     /// `options.dropRate` feeds the position dropout, the attention-output dropout and the MLP
     /// dropouts; block `i` of `T` gets drop-path `rate·i/T` (MindCV's schedule).

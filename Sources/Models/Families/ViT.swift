@@ -169,7 +169,7 @@ public final class ViT: Classifier {
     let posDrop: Dropout, headDrop: Dropout
     var generator: RandomGenerator
 
-    /// Builds and initialises a ViT (MindCV §4.5: cls/pos TruncatedNormal(0.02), patch conv
+    /// Builds and initialises a ViT (docs/models.md §4.5: cls/pos TruncatedNormal(0.02), patch conv
     /// Xavier-uniform on its `[D, C·p·p]` view with the MindSpore default bias, Dense Xavier-uniform
     /// with zero bias, LayerNorm 1/0). `options.imageSize` (default `config.imageSize`) sizes the
     /// position table and must be a multiple of the patch size; `options.dropRate` is the dropout in

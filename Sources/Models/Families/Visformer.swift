@@ -141,8 +141,10 @@ public final class VisformerPatchEmbed: Module {
 /// logits are `(q·s)·(k·s)ᵀ` with `s = hd^e`, i.e. one scale `hd^(2e)`.
 ///
 /// The q, k and v rows of the qkv weight are applied as three pointwise convs, so each comes out
-/// channel-major, `[B, h, hd, N]`, and the attention runs in that layout (`channelMajorAttention`):
-/// the output `[B, h, hd, N]` is already the NCHW map `proj` reads, and no activation is permuted.
+/// channel-major, `[B, h, hd, N]`, and the attention runs in that layout
+/// (`Tensor.scaledDotProductAttention(…, layout: .channelMajor)`; with attention dropout in training,
+/// explicit products and softmax): the output `[B, h, hd, N]` is already the NCHW map `proj` reads,
+/// and no activation is permuted.
 public final class VisformerAttention: Module {
     public let qkv: Conv2d, proj: Conv2d
     public let heads: Int, headDim: Int

@@ -115,7 +115,7 @@ public final class Mlp: Module {
 }
 
 /// Multi-head self-attention with a fused qkv projection (timm's `Attention`). `x: [B, N, C]`.
-/// The qkv rows are q, k, v blocks with heads contiguous inside each (see NAMING.md).
+/// The qkv rows are q, k, v blocks with heads contiguous inside each (docs/naming.md §2).
 public final class Attention: Module {
     public let qkv: Linear, proj: Linear
     public let heads: Int, headDim: Int, scale: Float

@@ -86,7 +86,10 @@ public struct Tensor: @unchecked Sendable {
     }
 
     /// Overwrites the elements in place, keeping this tensor's place on the tape (used by optimizers
-    /// and weight loading under no-grad). Shares nothing: the storage is written directly.
+    /// and weight loading under no-grad). `other`'s values are copied into this tensor's storage
+    /// without copy-on-write, so every tensor that shares that storage (copies of this value,
+    /// reshapes, `detached()` views, the parameter that owns it) sees the new values; `other` is only
+    /// read and shares nothing with this tensor afterwards.
     public func assign(_ other: Tensor) {
         precondition(other.shape == shape, "assign: shape \(other.shape) into \(shape)")
         storage.pointer.update(from: other.storage.pointer, count: count)

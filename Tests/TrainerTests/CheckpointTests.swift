@@ -24,7 +24,9 @@ final class CheckpointTests: XCTestCase {
         let opt = AdamW(parameters: params, weightDecay: 0.05)
         let ema = ExponentialMovingAverage(model: net, decay: 0.999)
         var g = RandomGenerator(seed: seed)
-        opt.step(lr: 0.01, gradients: params.map { Tensor.randn($0.parameter.shape, generator: &g) }, gradScale: 1)
+        setGradients(params, params.map { Tensor.randn($0.parameter.shape, generator: &g) })
+        opt.step(lr: 0.01)
+        opt.zeroGrad()
         ema.update()
         return (net, opt, ema)
     }

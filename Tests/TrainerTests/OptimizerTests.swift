@@ -72,8 +72,8 @@ final class OptimizerTests: XCTestCase {
                     p[i][j] -= lr * (mh / (vh.squareRoot() + eps) + decays[i] * p[i][j])
                 }
             }
-            opt.step(lr: lr, gradients: grads[s].enumerated().map { Tensor(shape: params[$0.offset].parameter.shape, doubles: $0.element) },
-                     gradScale: 1)
+            setGradients(params, grads[s].enumerated().map { Tensor(shape: params[$0.offset].parameter.shape, doubles: $0.element) })
+            opt.step(lr: lr)
             assertClose(params, p)
         }
         XCTAssertEqual(opt.stepCount, 4)
@@ -94,8 +94,8 @@ final class OptimizerTests: XCTestCase {
                         p[i][j] -= lr * (nesterov ? g + mu * buf[i][j] : buf[i][j])
                     }
                 }
-                opt.step(lr: lr, gradients: grads[s].enumerated().map { Tensor(shape: params[$0.offset].parameter.shape, doubles: $0.element) },
-                         gradScale: 1)
+                setGradients(params, grads[s].enumerated().map { Tensor(shape: params[$0.offset].parameter.shape, doubles: $0.element) })
+                opt.step(lr: lr)
                 assertClose(params, p)
             }
         }
@@ -121,8 +121,8 @@ final class OptimizerTests: XCTestCase {
                         p[i][j] -= lrt * num / (v[i][j].squareRoot() + eps)
                     }
                 }
-                opt.step(lr: lr, gradients: grads[s].enumerated().map { Tensor(shape: params[$0.offset].parameter.shape, doubles: $0.element) },
-                         gradScale: 1)
+                setGradients(params, grads[s].enumerated().map { Tensor(shape: params[$0.offset].parameter.shape, doubles: $0.element) })
+                opt.step(lr: lr)
                 assertClose(params, p)
             }
         }
@@ -150,7 +150,8 @@ final class OptimizerTests: XCTestCase {
         let w0 = Tensor.randn([n], generator: &g), gr = Tensor.randn([n], generator: &g)
         let p = Parameter(w0.copy())
         let opt = AdamW(parameters: [("p", p)], weightDecays: [0.1])
-        opt.step(lr: 0.01, gradients: [gr], gradScale: 1)
+        setGradients([("p", p)], [gr])
+        opt.step(lr: 0.01)
         let w = p.value.storage.pointer, x = w0.storage.pointer, d = gr.storage.pointer
         for j in stride(from: 0, to: n, by: 997) {
             let gj = Double(d[j]), m = 0.1 * gj, v = 0.001 * gj * gj
@@ -246,7 +247,8 @@ final class OptimizerTests: XCTestCase {
     func testStateRoundTripAndMismatch() throws {
         let (params, grads) = fixture()
         let opt = AdamW(parameters: params, weightDecay: 0.01)
-        opt.step(lr: 0.1, gradients: grads[0].enumerated().map { Tensor(shape: params[$0.offset].parameter.shape, doubles: $0.element) }, gradScale: 1)
+        setGradients(params, grads[0].enumerated().map { Tensor(shape: params[$0.offset].parameter.shape, doubles: $0.element) })
+        opt.step(lr: 0.1)
         let state = opt.stateTensors()
         XCTAssertEqual(Set(state.keys), ["exp_avg.w", "exp_avg.b", "exp_avg_sq.w", "exp_avg_sq.b"])
         let (params2, _) = fixture()
@@ -267,7 +269,7 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
-    // MARK: clipping, accumulation, EMA
+    // MARK: clipping, EMA
 
     func testClipByGlobalNorm() {
         let a = Tensor(shape: [2], [3, 0]), b = Tensor(shape: [1], [4])
@@ -280,23 +282,6 @@ final class OptimizerTests: XCTestCase {
         // Large tensors: parallel sum of squares.
         let big = Tensor.full([300_001], 0.5)
         XCTAssertEqual(globalGradNorm([big]), (300_001 * 0.25).squareRoot(), accuracy: 1e-6)
-    }
-
-    func testGradientAccumulationAveragesMicroBatches() {
-        let p = Parameter(Tensor(shape: [2], [1, 1]))
-        let acc = GradientAccumulator(parameters: [("p", p)], steps: 2)
-        (p.value * Tensor(shape: [2], [2, 4])).sum().backward()
-        XCTAssertFalse(acc.accumulate())
-        XCTAssertNil(p.grad)
-        (p.value * Tensor(shape: [2], [4, 0])).sum().backward()
-        XCTAssertTrue(acc.accumulate())
-        XCTAssertEqual(acc.gradients[0]?.scalars, [3, 2])
-        let opt = SGD(parameters: [("p", p)], weightDecays: [0], momentum: 0)
-        opt.step(lr: 0.5, gradients: acc.gradients, gradScale: 1)
-        XCTAssertEqual(p.value.scalars, [-0.5, 0])
-        acc.reset()
-        XCTAssertEqual(acc.count, 0)
-        XCTAssertEqual(acc.gradients[0]?.scalars, [0, 0])
     }
 
     func testEMAWarmupApplyRestore() throws {
@@ -320,5 +305,13 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(net.fc.weight.value.scalars[0], 1)
         XCTAssertEqual(ema.updates, 2)
         XCTAssertTrue(ema.stateTensors().keys.contains("ema.bn.running_mean"))
+    }
+}
+
+/// Gives each parameter exactly the gradient `g` through the tape (d(Σ p·g)/dp = g, bit for bit).
+func setGradients(_ params: [NamedParameter], _ grads: [Tensor]) {
+    for (p, g) in zip(params, grads) {
+        p.parameter.zeroGrad()
+        (p.parameter.value * g).sum().backward()
     }
 }

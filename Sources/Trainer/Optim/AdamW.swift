@@ -22,13 +22,13 @@ public final class AdamW: SlotOptimizer, Optimizer {
         self.init(parameters: parameters, weightDecays: Array(repeating: Float(weightDecay), count: parameters.count))
     }
 
-    public func step(lr: Double, gradients: [Tensor?]?, gradScale: Float) {
+    public func step(lr: Double, gradScale: Float) {
         stepCount += 1
         let t = Double(stepCount)
         let b1 = Float(beta1), b2 = Float(beta2), e = Float(eps), eta = Float(lr), scale = gradScale
         let c1 = Float(1 / (1 - pow(beta1, t))), c2 = Float(1 / (1 - pow(beta2, t)))
         withNoGrad {
-            forEachParameter(gradients: gradients) { i, r, p, g, s in
+            forEachParameter { i, r, p, g, s in
                 let m = s[0], v = s[1], wd = weightDecays[i]
                 // Explicit 8-wide SIMD: the scalar loop does not vectorize (sqrt + divide stay scalar).
                 typealias V8 = SIMD8<Float>
@@ -71,14 +71,14 @@ public final class Adam: SlotOptimizer, Optimizer {
         super.init(parameters: parameters, weightDecays: weightDecays, slotNames: ["exp_avg", "exp_avg_sq"])
     }
 
-    public func step(lr: Double, gradients: [Tensor?]?, gradScale: Float) {
+    public func step(lr: Double, gradScale: Float) {
         stepCount += 1
         let t = Double(stepCount)
         let b1 = Float(beta1), b2 = Float(beta2), e = Float(eps), scale = gradScale
         let eta = Float(lr * (1 - pow(beta2, t)).squareRoot() / (1 - pow(beta1, t)))
         let nesterov = self.nesterov
         withNoGrad {
-            forEachParameter(gradients: gradients) { i, r, p, g, s in
+            forEachParameter { i, r, p, g, s in
                 let m = s[0], v = s[1], wd = weightDecays[i]
                 for j in r {
                     let gj = g[j] * scale + wd * p[j]

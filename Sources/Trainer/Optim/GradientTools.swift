@@ -42,7 +42,7 @@ public func globalGradNorm(_ gradients: [Tensor?]) -> Double {
 
 /// Clips by global L2 norm as MindCV does (docs/training.md §7 step 4):
 /// `g ← g · maxNorm / max(‖g‖, maxNorm)`, in place. Returns the norm before clipping.
-/// Call it after backward and before the optimizer (per micro-batch when accumulating).
+/// Call it after backward and before the optimizer.
 @discardableResult
 public func clipGradients(_ gradients: [Tensor?], maxNorm: Double) -> Double {
     let norm = globalGradNorm(gradients)
@@ -60,52 +60,6 @@ public func clipGradients(_ gradients: [Tensor?], maxNorm: Double) -> Double {
 @discardableResult
 public func clipGradients(_ parameters: [NamedParameter], maxNorm: Double) -> Double {
     clipGradients(parameters.map { $0.parameter.grad }, maxNorm: maxNorm)
-}
-
-/// Gradient accumulation over n micro-batches (docs/training.md §10): after each micro-batch's
-/// backward (and clipping), `accumulate()` adds g/n of every parameter's gradient into its buffer
-/// and clears `.grad`; when it returns true, n micro-batches are in and the loop calls
-/// `optimizer.step(lr:gradients: accumulator.gradients, gradScale: 1)` then `reset()`.
-/// The LR index (`LRSchedule.lr(at:)`) still advances on every micro-batch.
-///
-/// (Without per-micro-batch clipping, the loop may instead let `backward()` sum into `.grad` and
-/// call `optimizer.step(lr:gradScale: 1/n)`; the result is the same.)
-public final class GradientAccumulator {
-    public let steps: Int
-    public let parameters: [NamedParameter]
-    /// Accumulated mean gradient per parameter (nil until a gradient arrived).
-    public private(set) var gradients: [Tensor?]
-    /// Micro-batches accumulated since the last reset.
-    public private(set) var count = 0
-
-    public init(parameters: [NamedParameter], steps: Int) {
-        precondition(steps >= 1)
-        self.parameters = parameters
-        self.steps = steps
-        gradients = Array(repeating: nil, count: parameters.count)
-    }
-
-    /// G += g/n for each parameter with a gradient, then clears the gradients. True when n
-    /// micro-batches have been accumulated.
-    @discardableResult
-    public func accumulate() -> Bool {
-        let f = 1 / Float(steps)
-        for (i, p) in parameters.enumerated() {
-            guard let g = p.parameter.grad else { continue }
-            if gradients[i] == nil { gradients[i] = Tensor.zeros(g.shape) }
-            let dst = gradients[i]!.storage.pointer.sendable, src = g.storage.pointer.sendable
-            Parallel.forRange(g.count, grain: 32_768) { r in for j in r { dst[j] += f * src[j] } }
-            p.parameter.zeroGrad()
-        }
-        count += 1
-        return count >= steps
-    }
-
-    /// Zeroes the buffers for the next update.
-    public func reset() {
-        for g in gradients { if let g { memset(g.storage.pointer, 0, g.count * MemoryLayout<Float>.stride) } }
-        count = 0
-    }
 }
 
 /// Exponential moving average of every parameter and buffer (docs/training.md §10): after every

@@ -20,10 +20,11 @@ public enum OptimizerStateError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// A per-parameter update rule with state. The training loop calls `step(lr:)` once per update
-/// with the scheduled LR of the current data step (`LRSchedule.lr(at: globalStep)`); with gradient
-/// accumulation it calls it every n micro-batches (see `GradientAccumulator`) while the schedule
-/// index still advances every micro-batch (docs/training.md §3.7).
+/// A per-parameter update rule with state, applied to the parameters' own gradients (`.grad`). The
+/// training loop (`TrainingStep`) calls `step(lr:gradScale:)` once per update with the scheduled LR
+/// of the current data step; with gradient accumulation over n micro-batches the gradients add up in
+/// `.grad` and it calls it every n-th micro-batch with `gradScale` 1/n, while the schedule index
+/// still advances every micro-batch (docs/training.md §10.3).
 ///
 /// Parameters without a gradient are skipped (their state does not move). The update count used for
 /// bias correction advances once per `step`.
@@ -33,9 +34,8 @@ public protocol Optimizer: AnyObject {
     var weightDecays: [Float] { get }
     /// Number of updates applied so far (Adam's t).
     var stepCount: Int { get set }
-    /// Applies one update. `gradients` (aligned with `parameters`) replaces the parameters' own
-    /// `.grad` when given; every gradient is multiplied by `gradScale` first.
-    func step(lr: Double, gradients: [Tensor?]?, gradScale: Float)
+    /// Applies one update from the parameters' `.grad`, each gradient multiplied by `gradScale` first.
+    func step(lr: Double, gradScale: Float)
     /// The per-parameter state tensors by `<slot>.<parameter name>` (e.g. `exp_avg.head.weight`).
     func stateTensors() -> [String: Tensor]
     /// Restores state written by `stateTensors` (shapes must match) and the update count.
@@ -43,8 +43,7 @@ public protocol Optimizer: AnyObject {
 }
 
 extension Optimizer {
-    public func step(lr: Double) { step(lr: lr, gradients: nil, gradScale: 1) }
-    public func step(lr: Double, gradScale: Float) { step(lr: lr, gradients: nil, gradScale: gradScale) }
+    public func step(lr: Double) { step(lr: lr, gradScale: 1) }
     public func zeroGrad() { for p in parameters { p.parameter.zeroGrad() } }
 }
 
@@ -93,19 +92,12 @@ public class SlotOptimizer {
         self.stepCount = stepCount
     }
 
-    /// The gradient of parameter i (nil → skip it).
-    func gradient(_ i: Int, _ gradients: [Tensor?]?) -> Tensor? {
-        if let gradients { return gradients[i] }
-        return parameters[i].parameter.grad
-    }
-
     /// Runs `kernel(range, param, grad, slots…)` over the elements of every parameter with a
     /// gradient, split across cores.
-    func forEachParameter(gradients: [Tensor?]?,
-                          _ kernel: (_ i: Int, _ range: Range<Int>, _ p: UnsafeMutablePointer<Float>,
+    func forEachParameter(_ kernel: (_ i: Int, _ range: Range<Int>, _ p: UnsafeMutablePointer<Float>,
                                      _ g: UnsafeMutablePointer<Float>, _ s: [UnsafeMutablePointer<Float>]) -> Void) {
         for i in parameters.indices {
-            guard let g = gradient(i, gradients) else { continue }
+            guard let g = parameters[i].parameter.grad else { continue }
             let p = parameters[i].parameter.value
             precondition(g.shape == p.shape, "gradient of \(parameters[i].name) has shape \(g.shape), parameter \(p.shape)")
             let pp = p.storage.pointer.sendable, gp = g.storage.pointer.sendable

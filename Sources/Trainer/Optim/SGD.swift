@@ -19,11 +19,11 @@ public final class SGD: SlotOptimizer, Optimizer {
         super.init(parameters: parameters, weightDecays: weightDecays, slotNames: ["momentum_buffer"])
     }
 
-    public func step(lr: Double, gradients: [Tensor?]?, gradScale: Float) {
+    public func step(lr: Double, gradScale: Float) {
         stepCount += 1
         let mu = momentum, eta = Float(lr), scale = gradScale, nesterov = self.nesterov
         withNoGrad {
-            forEachParameter(gradients: gradients) { i, r, p, g, s in
+            forEachParameter { i, r, p, g, s in
                 let buf = s[0], wd = weightDecays[i]
                 if nesterov {
                     for j in r {

@@ -37,6 +37,7 @@ struct BenchmarkCommand: ParsableCommand {
     @Flag(name: [.customLong("no_train"), .customLong("no-train")], help: "Skip the training step.") var noTrain = false
     @Flag(name: [.customLong("no_infer"), .customLong("no-infer")], help: "Skip inference.") var noInfer = false
     @Flag(name: [.customLong("in_process"), .customLong("in-process")], help: "Measure every model in this process.") var inProcess = false
+    @Option(name: .long, help: "mindcv or timm (default: the model name's own).") var numerics: String?
     @Option(name: [.customLong("internal_json")], help: .hidden) var internalJSON: String?
     @Option(name: [.customLong("sgemm_peak")], help: .hidden) var sgemmPeak: Double?
 
@@ -58,7 +59,8 @@ struct BenchmarkCommand: ParsableCommand {
     func run() throws {
         if let threads { BLASRuntime.setThreads(threads) }
         let names = all ? ModelRegistry.names : (models ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        let entries = try names.map { try ModelRegistry.entry($0) }
+        let chosen = try numerics.map { try Numerics(parsing: $0) }
+        let entries = try names.map { try ModelRegistry.entry($0, numerics: chosen) }
 
         if let internalJSON {
             // Child: one model, result to the file, progress to stderr.
@@ -100,6 +102,7 @@ struct BenchmarkCommand: ParsableCommand {
                     "--threads", "\(Parallel.threads)", "--sgemm_peak", "\(peak)", "--internal_json", out,
                     "--val_split", split, "--num_parallel_workers", "\(workers)"]
         if let imageSize { args += ["--image_size", "\(imageSize)"] }
+        if let numerics { args += ["--numerics", numerics] }
         if let dataDir, let ckptDir { args += ["--data_dir", dataDir, "--ckpt_dir", ckptDir] }
         if noTrain { args.append("--no_train") }
         if noInfer { args.append("--no_infer") }

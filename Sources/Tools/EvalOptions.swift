@@ -1,4 +1,5 @@
 import ArgumentParser
+import Models
 import Trainer
 import DataPipeline
 import DistributedMPI
@@ -17,6 +18,10 @@ struct EvalTransformOptions: ParsableArguments {
     var mean: String?
     @Option(name: .customLong("std"), help: "Per-channel std on the 0-255 scale, comma-separated.")
     var std: String?
+    @Option(name: .customLong("numerics"), help: "mindcv or timm (default: the run's recipe, else the model name's own).")
+    var numerics: String?
+
+    func chosenNumerics() throws -> Numerics? { try numerics.map { try Numerics(parsing: $0) } }
 
     func settings() throws -> EvalSettings {
         func list(_ s: String?, _ name: String) throws -> [Double]? {

@@ -20,7 +20,21 @@ struct ListCommand: ParsableCommand {
             enc.keyEncodingStrategy = .convertToSnakeCase
             print(String(decoding: try enc.encode(rows), as: UTF8.self))
         } else {
-            print(ModelRegistry.formatTable(rows))
+            print(Self.formatTable(rows))
         }
+    }
+}
+
+extension ListCommand {
+    /// The `zoo list` table as text (Markdown-compatible).
+    static func formatTable(_ rows: [ModelSummary]) -> String {
+        func m(_ n: Int) -> String { String(format: "%.4f", Double(n) / 1e6) }
+        var lines = ["| model | family | trainable (M) | with BN stats (M) | without head (M) | counting rule | counted (M) | published (M) | reproduced |",
+                     "|---|---|---:|---:|---:|---|---:|---:|---|"]
+        for r in rows {
+            let pub = r.publishedParamsM.map { String(format: "%.2f", $0) } ?? "-"
+            lines.append("| \(r.name) | \(r.family) | \(m(r.trainableParams)) | \(m(r.storedParams)) | \(m(r.paramsWithoutHead)) | \(r.countingRule) | \(m(r.countedParams)) | \(pub) | \(r.agreement.rawValue) |")
+        }
+        return lines.joined(separator: "\n")
     }
 }

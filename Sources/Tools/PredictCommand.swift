@@ -22,7 +22,8 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
-        let session = try InferenceSession(modelName: model, checkpoint: ckptPath, settings: try eval.settings())
+        let session = try InferenceSession(modelName: model, checkpoint: ckptPath, settings: try eval.settings(),
+                                           numerics: try eval.chosenNumerics())
         let preds = try session.predict(inputs, topk: topk)
         for p in preds {
             let labels = zip(p.topk, p.probs).enumerated().map { i, e in

@@ -19,7 +19,8 @@ struct ValidateCommand: ParsableCommand {
     @OptionGroup var eval: EvalTransformOptions
 
     func run() throws {
-        let session = try InferenceSession(modelName: model, checkpoint: ckptPath, settings: try eval.settings())
+        let session = try InferenceSession(modelName: model, checkpoint: ckptPath, settings: try eval.settings(),
+                                           numerics: try eval.chosenNumerics())
         let counts = try session.validate(dataDir: dataDir, split: split, batchSize: batchSize, workers: workers) { i, n in
             if !json && (i % 20 == 0 || i == n) { FileHandle.standardError.write(Data("\r\(i)/\(n) batches".utf8)) }
         }

@@ -6,16 +6,20 @@ import TestSupport
 final class PVTTests: XCTestCase {
     /// The fixtures' configuration (manifest.json `mindcv_kwargs`).
     static func fixtureConfig() -> PVTConfig {
-        PVTConfig(imageSize: 64, patchSize: 4, inChannels: 3, numClasses: 7, embedDims: [8, 16, 24, 32], numHeads: [1, 2, 3, 4],
+        PVTConfig(imageSize: 64, patchSize: 4, embedDims: [8, 16, 24, 32], numHeads: [1, 2, 3, 4],
                   mlpRatios: [8, 8, 4, 4], depths: [1, 2, 1, 2], srRatios: [8, 4, 2, 1], qkvBias: true)
     }
 
+    static func tiny(_ options: ModelOptions = ModelOptions(numClasses: 7)) -> PyramidVisionTransformer {
+        PyramidVisionTransformer(config: fixtureConfig(), options: options)
+    }
+
     func testFixturePVTTiny() throws {
-        try checkFixture("pvt_tiny", model: PyramidVisionTransformer(config: Self.fixtureConfig()))
+        try checkFixture("pvt_tiny", model: Self.tiny())
     }
 
     func testFixturePVTTinyFanIn() throws {
-        try checkFixture("pvt_tiny_fanin", model: PyramidVisionTransformer(config: Self.fixtureConfig()))
+        try checkFixture("pvt_tiny_fanin", model: Self.tiny())
     }
 
     /// docs/models.md §0–§1: trainable parameters including the 1000-class head.
@@ -26,8 +30,9 @@ final class PVTTests: XCTestCase {
             XCTAssertEqual(entry.countingRule, .total)
             XCTAssertEqual(entry.dataConfig.cropPct, 0.9)
             XCTAssertEqual(entry.dataConfig.interpolation, "bicubic")
-            let model = entry.build(ModelOptions())
+            let model = Initializer.withoutInitialization { entry.build(ModelOptions()) }
             XCTAssertEqual(model.trainableParameterCount, count, name)
+            XCTAssertEqual((model as? PyramidVisionTransformer)?.config.parameterCount(), count, name)
             XCTAssertEqual(model.storedParameterCount, count, name)
             let counts = ParameterCounts(model: model, classifierName: entry.dataConfig.classifier)
             XCTAssertEqual(counts.withoutHead, count - 513_000, name)
@@ -36,8 +41,21 @@ final class PVTTests: XCTestCase {
         }
     }
 
+    /// The closed form agrees with the module tree without a head, with other input channels, at
+    /// other sizes and with a bias-free qkv.
+    func testClosedFormParameterCount() {
+        var config = Self.fixtureConfig()
+        for (classes, channels, size, bias) in [(7, 3, 64, true), (0, 1, 96, true), (10, 4, 40, false)] {
+            config.qkvBias = bias
+            let m = PyramidVisionTransformer(config: config, options: ModelOptions(numClasses: classes, inChannels: channels, imageSize: size))
+            XCTAssertEqual(config.parameterCount(numClasses: classes, inChannels: channels, imageSize: size), m.trainableParameterCount,
+                           "\(classes) classes, \(channels) channels, \(size) px")
+        }
+        XCTAssertEqual(Self.fixtureConfig().parameterCount(numClasses: 7), 69303)
+    }
+
     func testNamesAndShapes() {
-        let m = PyramidVisionTransformer(config: Self.fixtureConfig())
+        let m = Self.tiny()
         let shapes = Dictionary(uniqueKeysWithValues: m.namedParameters().map { ($0.name, $0.parameter.shape) })
         XCTAssertEqual(shapes.count, 125)
         XCTAssertEqual(m.trainableParameterCount, 69303)
@@ -51,9 +69,7 @@ final class PVTTests: XCTestCase {
     }
 
     func testOptionsHeadAndOtherSizes() throws {
-        var config = Self.fixtureConfig()
-        config.numClasses = 0
-        let m = PyramidVisionTransformer(config: config)
+        let m = Self.tiny(ModelOptions(numClasses: 0))
         XCTAssertFalse(m.namedParameters().contains { $0.name.hasPrefix("head.") })
         m.eval()
         var g = RandomGenerator(seed: 1)
@@ -65,22 +81,21 @@ final class PVTTests: XCTestCase {
         // Other input sizes resize the position tables (and pad like MindSpore's 'same' mode).
         XCTAssertEqual(withNoGrad { m(Tensor.randn([1, 3, 96, 80], generator: &g)) }.shape, [1, 5])
         XCTAssertEqual(withNoGrad { m(Tensor.randn([1, 3, 70, 66], generator: &g)) }.shape, [1, 5])
-        // Options reach the config; drop-path rates follow MindCV's indexing.
+        // Options reach the model; drop-path rates follow MindCV's indexing.
         let built = try ModelRegistry.create("pvt_small", options: ModelOptions(numClasses: 10, inChannels: 1, imageSize: 256,
                                                                                 dropPathRate: 0.3, seed: 3))
         let pvt = try XCTUnwrap(built as? PyramidVisionTransformer)
-        XCTAssertEqual(pvt.config.numClasses, 10)
+        XCTAssertEqual(pvt.numClasses, 10)
+        XCTAssertEqual(pvt.config.imageSize, 256)
         XCTAssertEqual(pvt.posEmbeds[0].shape, [1, 64 * 64, 64])
         XCTAssertEqual(pvt.patchEmbeds[0].proj.weight.shape, [64, 1, 4, 4])
-        XCTAssertEqual(pvt.config.dropPath(stage: 1, block: 0), 0.3 * 3 / 15, accuracy: 1e-7)
-        XCTAssertEqual(pvt.config.dropPath(stage: 3, block: 2), 0.3 * 11 / 15, accuracy: 1e-7)
+        XCTAssertEqual(pvt.config.dropPath(stage: 1, block: 0, rate: 0.3), 0.3 * 3 / 15, accuracy: 1e-7)
+        XCTAssertEqual(pvt.config.dropPath(stage: 3, block: 2, rate: 0.3), 0.3 * 11 / 15, accuracy: 1e-7)
     }
 
     /// The bilinear resize is an identity at the same size and follows half_pixel_centers=False.
     func testPositionResize() {
-        var config = Self.fixtureConfig()
-        config.numClasses = 0
-        let m = PyramidVisionTransformer(config: config)
+        let m = Self.tiny(ModelOptions(numClasses: 0))
         var g = RandomGenerator(seed: 2)
         withNoGrad { m.posEmbeds[1].value.assign(Tensor.randn([1, 64, 16], generator: &g)) }
         let same = m.positionEmbedding(stage: 1, height: 8, width: 8)

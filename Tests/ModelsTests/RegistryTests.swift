@@ -85,3 +85,29 @@ final class RegistryTests: XCTestCase {
         }
     }
 }
+
+final class RegistryPresetTests: XCTestCase {
+    /// docs/training.md §2.4: MindCV's own drop-path rates travel with the presets (ConViT 0.1,
+    /// Visformer tiny 0.03 and small 0.1, the others 0), and every family's closed-form count equals
+    /// the counted parameters of its registered variants.
+    func testDefaultDropPathRatesAndClosedFormCounts() throws {
+        let expected: [String: Float] = ["pit_ti": 0, "vit_b_32_224": 0, "pvt_small": 0, "convit_tiny": 0.1, "convit_base_plus": 0.1,
+                                         "visformer_tiny": 0.03, "visformer_tiny_v2": 0.03, "visformer_small": 0.1,
+                                         "visformer_small_v2": 0.1]
+        for (name, rate) in expected { XCTAssertEqual(ModelRegistry.defaultDropPathRate(name), rate, name) }
+        XCTAssertEqual(ModelRegistry.defaultDropPathRate("no_such_model"), 0)
+        for entry in ModelRegistry.entries {
+            let model = Initializer.withoutInitialization { entry.build(ModelOptions()) }
+            let closed: Int?
+            switch model {
+            case let m as PiT: closed = m.config.parameterCount()
+            case let m as ViT: closed = m.config.parameterCount(imageSize: m.imageSize)
+            case let m as ConViT: closed = m.config.parameterCount()
+            case let m as PyramidVisionTransformer: closed = m.config.parameterCount()
+            case let m as Visformer: closed = m.config.parameterCount()
+            default: closed = nil
+            }
+            XCTAssertEqual(closed, model.trainableParameterCount, entry.name)
+        }
+    }
+}

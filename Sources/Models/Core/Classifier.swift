@@ -33,6 +33,9 @@ public protocol Classifier: Module {
     /// Canonical names of parameters exempt from weight decay by the model's own rule
     /// (position embeddings, class tokens, …), beyond the usual norm/bias filter.
     var noWeightDecay: Set<String> { get }
+    /// The position embeddings by canonical name, with their layout, for resampling to another
+    /// image size when fine-tuning (docs/finetuning.md).
+    var positionEmbeddingLayouts: [String: PositionEmbeddingLayout] { get }
 }
 
 extension Classifier {
@@ -41,4 +44,5 @@ extension Classifier {
     public func train(_ on: Bool = true) { state.training = on }
     public func eval() { state.training = false }
     public var isTraining: Bool { state.training }
+    public var positionEmbeddingLayouts: [String: PositionEmbeddingLayout] { [:] }
 }

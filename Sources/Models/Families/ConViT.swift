@@ -9,8 +9,10 @@
 
 import Tensor
 
+// MARK: - Configuration
+
 /// Architecture and numerics of a ConViT. Defaults follow MindCV; presets `tiny` … `basePlus`.
-public struct ConViTConfig: Sendable, Equatable {
+public struct ConViTConfig: Sendable, Equatable, SingleEpsilonNumerics {
     /// Input side. MindCV hard-codes the relative-position table for 14×14 patches (224 px); here the
     /// grid is derived from the image size (`imageSize / patchSize` per side) for any size.
     public var imageSize: Int
@@ -43,13 +45,6 @@ public struct ConViTConfig: Sendable, Equatable {
         self.gelu = gelu
     }
 
-    public static let tiny = ConViTConfig(embedDim: 192, heads: 4)
-    public static let tinyPlus = ConViTConfig(embedDim: 256, heads: 4)
-    public static let small = ConViTConfig(embedDim: 432, heads: 9)
-    public static let smallPlus = ConViTConfig(embedDim: 576, heads: 9)
-    public static let base = ConViTConfig(embedDim: 768, heads: 16)
-    public static let basePlus = ConViTConfig(embedDim: 1024, heads: 16)
-
     /// Patches per side for a given input side.
     public func gridSize(imageSize: Int) -> Int { imageSize / patchSize }
 
@@ -63,6 +58,8 @@ public struct ConViTConfig: Sendable, Equatable {
         return n
     }
 }
+
+// MARK: - Blocks
 
 /// A ConViT block: pre-norm, GPSA (blocks before `localUpToLayer`, patch tokens only) or fused-qkv
 /// MHSA (after, class token included). `x: [B, N, D]` → `[B, N, D]`.
@@ -111,6 +108,8 @@ public final class ConViTBlock: Module {
         v.child("norm2", norm2); v.child("mlp", mlp)
     }
 }
+
+// MARK: - Model
 
 /// ConViT (MindCV `ConViT`). Input `[B, C, H, W]` with H = W = the configured image size (strict);
 /// the GPSA relative-position table follows the patch grid of that size.
@@ -203,6 +202,9 @@ public final class ConViT: Classifier {
     /// timm's `no_weight_decay`: position table and class token.
     public var noWeightDecay: Set<String> { ["pos_embed", "cls_token"] }
 
+    /// Patch tokens only (the class token joins later, without a position).
+    public var positionEmbeddingLayouts: [String: PositionEmbeddingLayout] { ["pos_embed": .sequence(prefixTokens: 0)] }
+
     public func visit(_ v: inout ModuleVisitor) {
         v.param("cls_token", clsToken)
         v.param("pos_embed", posEmbed)
@@ -215,7 +217,19 @@ public final class ConViT: Classifier {
 
 // MARK: - Presets
 
+extension ConViTConfig {
+    public static let tiny = ConViTConfig(embedDim: 192, heads: 4)
+    public static let tinyPlus = ConViTConfig(embedDim: 256, heads: 4)
+    public static let small = ConViTConfig(embedDim: 432, heads: 9)
+    public static let smallPlus = ConViTConfig(embedDim: 576, heads: 9)
+    public static let base = ConViTConfig(embedDim: 768, heads: 16)
+    public static let basePlus = ConViTConfig(embedDim: 1024, heads: 16)
+}
+
+// MARK: - Registry
+
 extension ModelRegistry {
+    /// MindCV trains every ConViT with drop-path rate 0.1.
     static let convitEntries: [ModelEntry] = [
         ("convit_tiny", ConViTConfig.tiny, 0.875), ("convit_tiny_plus", ConViTConfig.tinyPlus, 0.87),
         ("convit_small", ConViTConfig.small, 0.915), ("convit_small_plus", ConViTConfig.smallPlus, 0.93),
@@ -224,8 +238,8 @@ extension ModelRegistry {
         ModelEntry(name: name, family: "convit",
                    dataConfig: DataConfig(inputSize: [3, 224, 224], cropPct: crop, interpolation: "bicubic",
                                           firstConv: "patch_embed.proj", classifier: "head"),
-                   countingRule: .total, defaultImageSize: 224) { options in
-            ConViT(config: config, options: options)
+                   countingRule: .total, defaultImageSize: 224, defaultDropPathRate: 0.1) { options in
+            ConViT(config: config.with(numerics: options.numerics), options: options)
         }
     }
 }

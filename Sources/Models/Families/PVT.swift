@@ -24,15 +24,13 @@ public enum PVTDropPathIndexing: String, Sendable, Codable {
     case cumulative
 }
 
-/// Every hyper-parameter of a PVT v1 network, including the numerical fidelity switches. The
-/// defaults are MindCV's pvt_tiny at 224 (LayerNorm epsilons, tanh GELU, drop-path indexing).
+/// The architecture of a PVT v1 network and its numerical fidelity switches (construction options —
+/// classes, input channels, dropout rates, seed — come in `ModelOptions`). The defaults are MindCV's
+/// pvt_tiny at 224 (LayerNorm epsilons, tanh GELU, drop-path indexing).
 public struct PVTConfig: Sendable, Equatable {
     public var imageSize: Int = 224
     /// Side of the stage-1 patch (stages 2–4 always use 2).
     public var patchSize: Int = 4
-    public var inChannels: Int = 3
-    /// Classes of the head; 0 = no head (the model returns features).
-    public var numClasses: Int = 1000
     public var embedDims: [Int] = [64, 128, 320, 512]
     public var numHeads: [Int] = [1, 2, 5, 8]
     public var mlpRatios: [Int] = [8, 8, 4, 4]
@@ -42,9 +40,6 @@ public struct PVTConfig: Sendable, Equatable {
     public var qkvBias: Bool = true
     /// Attention logit scale; nil = head_dim^-0.5.
     public var qkScale: Float? = nil
-    public var dropRate: Float = 0
-    public var attnDropRate: Float = 0
-    public var dropPathRate: Float = 0
     public var dropPathIndexing: PVTDropPathIndexing = .mindcv
     /// MLP activation: MindCV's GELU is the tanh form (the original uses the exact erf form).
     public var gelu: GELUApproximation = .tanh
@@ -55,43 +50,23 @@ public struct PVTConfig: Sendable, Equatable {
     public var norm2Eps: Float = 1e-6
     public var srNormEps: Float = 1e-7
     public var finalNormEps: Float = 1e-6
-    /// Seed of the weight initialisation and of the dropout generator.
-    public var seed: UInt64 = 0
 
-    public init(imageSize: Int = 224, patchSize: Int = 4, inChannels: Int = 3, numClasses: Int = 1000,
-                embedDims: [Int] = [64, 128, 320, 512], numHeads: [Int] = [1, 2, 5, 8], mlpRatios: [Int] = [8, 8, 4, 4],
-                depths: [Int] = [2, 2, 2, 2], srRatios: [Int] = [8, 4, 2, 1], qkvBias: Bool = true, qkScale: Float? = nil,
-                dropRate: Float = 0, attnDropRate: Float = 0, dropPathRate: Float = 0,
-                dropPathIndexing: PVTDropPathIndexing = .mindcv, gelu: GELUApproximation = .tanh, seed: UInt64 = 0) {
-        self.imageSize = imageSize; self.patchSize = patchSize; self.inChannels = inChannels; self.numClasses = numClasses
+    public init(imageSize: Int = 224, patchSize: Int = 4, embedDims: [Int] = [64, 128, 320, 512], numHeads: [Int] = [1, 2, 5, 8],
+                mlpRatios: [Int] = [8, 8, 4, 4], depths: [Int] = [2, 2, 2, 2], srRatios: [Int] = [8, 4, 2, 1],
+                qkvBias: Bool = true, qkScale: Float? = nil, dropPathIndexing: PVTDropPathIndexing = .mindcv,
+                gelu: GELUApproximation = .tanh) {
+        self.imageSize = imageSize; self.patchSize = patchSize
         self.embedDims = embedDims; self.numHeads = numHeads; self.mlpRatios = mlpRatios; self.depths = depths
         self.srRatios = srRatios; self.qkvBias = qkvBias; self.qkScale = qkScale
-        self.dropRate = dropRate; self.attnDropRate = attnDropRate; self.dropPathRate = dropPathRate
-        self.dropPathIndexing = dropPathIndexing; self.gelu = gelu; self.seed = seed
-    }
-
-    /// The registered variants differ only in depth.
-    public static func preset(depths: [Int]) -> PVTConfig { PVTConfig(depths: depths) }
-    public static let tiny = preset(depths: [2, 2, 2, 2])
-    public static let small = preset(depths: [3, 4, 6, 3])
-    public static let medium = preset(depths: [3, 4, 18, 3])
-    public static let large = preset(depths: [3, 8, 27, 3])
-
-    /// This config with the construction options applied (image size only when given).
-    public func applying(_ o: ModelOptions) -> PVTConfig {
-        var c = self
-        c.numClasses = o.numClasses; c.inChannels = o.inChannels
-        if let s = o.imageSize { c.imageSize = s }
-        c.dropRate = o.dropRate; c.dropPathRate = o.dropPathRate; c.attnDropRate = o.attnDropRate; c.seed = o.seed
-        return c
+        self.dropPathIndexing = dropPathIndexing; self.gelu = gelu
     }
 
     /// Side of the stored position-embedding grid of stage `s` (0-based), as MindCV/whai362 size
     /// it: `img // patch` for stage 1, `img // 2^(s+1) // 2` after.
     public func positionGrid(stage s: Int) -> Int { s == 0 ? imageSize / patchSize : imageSize / (1 << (s + 1)) / 2 }
 
-    /// Drop-path rate of block `j` of stage `s`.
-    public func dropPath(stage s: Int, block j: Int) -> Float {
+    /// Drop-path rate of block `j` of stage `s` for the network-wide rate `dropPathRate`.
+    public func dropPath(stage s: Int, block j: Int, rate dropPathRate: Float) -> Float {
         let total = depths.reduce(0, +)
         guard total > 1, dropPathRate > 0 else { return 0 }
         let index: Int
@@ -100,6 +75,28 @@ public struct PVTConfig: Sendable, Equatable {
         case .cumulative: index = depths.prefix(s).reduce(0, +) + j
         }
         return dropPathRate * Float(index) / Float(total - 1)
+    }
+}
+
+extension PVTConfig {
+    /// Trainable parameters in closed form (docs/models.md §1), head included when `numClasses > 0`.
+    public func parameterCount(numClasses: Int = 1000, inChannels: Int = 3, imageSize: Int? = nil) -> Int {
+        var c = self
+        if let imageSize { c.imageSize = imageSize }
+        var n = 0
+        for s in 0..<4 {
+            let d = embedDims[s], inC = s == 0 ? inChannels : embedDims[s - 1], p = s == 0 ? patchSize : 2
+            let grid = c.positionGrid(stage: s)
+            n += d * inC * p * p + d + 2 * d  // patch conv + LayerNorm
+            n += (grid * grid + (s == 3 ? 1 : 0)) * d  // pos_embed
+            let hidden = d * mlpRatios[s], r = srRatios[s], bias = qkvBias ? 3 * d : 0
+            var block = 2 * d + 3 * d * d + bias + d * d + d + 2 * d + d * hidden + hidden + hidden * d + d
+            if r > 1 { block += d * d * r * r + d + 2 * d }  // sr conv + its LayerNorm
+            n += depths[s] * block
+        }
+        n += embedDims[3] + 2 * embedDims[3]  // cls_token, final norm
+        if numClasses > 0 { n += numClasses * embedDims[3] + numClasses }
+        return n
     }
 }
 
@@ -148,7 +145,8 @@ public final class PVTAttention: Module {
     public let heads: Int, headDim: Int, srRatio: Int, scale: Float
     let attnDrop: Dropout, projDrop: Dropout
 
-    init(_ dim: Int, heads: Int, srRatio: Int, config c: PVTConfig, state: ModelState, generator: inout RandomGenerator) {
+    init(_ dim: Int, heads: Int, srRatio: Int, config c: PVTConfig, options o: ModelOptions, state: ModelState,
+         generator: inout RandomGenerator) {
         precondition(dim % heads == 0, "PVT: width \(dim) is not divisible by \(heads) heads")
         self.heads = heads; headDim = dim / heads; self.srRatio = srRatio
         scale = c.qkScale ?? 1 / Float(dim / heads).squareRoot()
@@ -161,7 +159,7 @@ public final class PVTAttention: Module {
         } else {
             sr = nil; norm = nil
         }
-        attnDrop = Dropout(c.attnDropRate, state: state); projDrop = Dropout(c.dropRate, state: state)
+        attnDrop = Dropout(o.attnDropRate, state: state); projDrop = Dropout(o.dropRate, state: state)
     }
 
     public func callAsFunction(_ x: Tensor, height: Int, width: Int) -> Tensor {
@@ -193,12 +191,12 @@ public final class PVTBlock: Module {
     public let mlp: Mlp
     let dropPath: DropPath
 
-    init(_ dim: Int, heads: Int, mlpRatio: Int, srRatio: Int, dropPath: Float, config c: PVTConfig, state: ModelState,
-         generator: inout RandomGenerator) {
+    init(_ dim: Int, heads: Int, mlpRatio: Int, srRatio: Int, dropPath: Float, config c: PVTConfig, options o: ModelOptions,
+         state: ModelState, generator: inout RandomGenerator) {
         norm1 = LayerNorm(dim, eps: c.norm1Eps)
-        attn = PVTAttention(dim, heads: heads, srRatio: srRatio, config: c, state: state, generator: &generator)
+        attn = PVTAttention(dim, heads: heads, srRatio: srRatio, config: c, options: o, state: state, generator: &generator)
         norm2 = LayerNorm(dim, eps: c.norm2Eps)
-        mlp = Mlp(dim, hidden: dim * mlpRatio, drop: c.dropRate, gelu: c.gelu, state: state, generator: &generator)
+        mlp = Mlp(dim, hidden: dim * mlpRatio, drop: o.dropRate, gelu: c.gelu, state: state, generator: &generator)
         self.dropPath = DropPath(dropPath, state: state)
     }
 
@@ -248,16 +246,22 @@ public final class PyramidVisionTransformer: Classifier {
 
     public var featureDim: Int { config.embedDims[3] }
 
-    public init(config c: PVTConfig) {
-        precondition(c.embedDims.count == 4 && c.numHeads.count == 4 && c.mlpRatios.count == 4 && c.depths.count == 4
-                     && c.srRatios.count == 4, "PVT: embedDims, numHeads, mlpRatios, depths and srRatios need 4 entries each")
-        config = c
-        state = ModelState(seed: c.seed)
-        numClasses = c.numClasses
-        var g = RandomGenerator(seed: c.seed)
+    /// Builds and initialises a PVT. `options.imageSize` (default `config.imageSize`) sizes the
+    /// position tables; `options.dropRate` feeds the position, attention-output and MLP dropouts,
+    /// `dropPathRate` the per-block schedule of `config.dropPathIndexing`.
+    public init(config: PVTConfig, options o: ModelOptions = ModelOptions()) {
+        precondition(config.embedDims.count == 4 && config.numHeads.count == 4 && config.mlpRatios.count == 4
+                     && config.depths.count == 4 && config.srRatios.count == 4,
+                     "PVT: embedDims, numHeads, mlpRatios, depths and srRatios need 4 entries each")
+        var c = config
+        if let size = o.imageSize { c.imageSize = size }
+        self.config = c
+        state = ModelState(seed: o.seed)
+        numClasses = o.numClasses
+        var g = RandomGenerator(seed: o.seed)
         var embeds: [PVTPatchEmbed] = [], pos: [Parameter] = [], stages: [PVTStage] = []
         for s in 0..<4 {
-            let inC = s == 0 ? c.inChannels : c.embedDims[s - 1]
+            let inC = s == 0 ? o.inChannels : c.embedDims[s - 1]
             embeds.append(PVTPatchEmbed(inC, c.embedDims[s], patchSize: s == 0 ? c.patchSize : 2, eps: c.patchEmbedNormEps,
                                         generator: &g))
             let grid = c.positionGrid(stage: s)
@@ -265,15 +269,16 @@ public final class PyramidVisionTransformer: Classifier {
             var blocks: [PVTBlock] = []
             for j in 0..<c.depths[s] {
                 blocks.append(PVTBlock(c.embedDims[s], heads: c.numHeads[s], mlpRatio: c.mlpRatios[s], srRatio: c.srRatios[s],
-                                       dropPath: c.dropPath(stage: s, block: j), config: c, state: state, generator: &g))
+                                       dropPath: c.dropPath(stage: s, block: j, rate: o.dropPathRate), config: c, options: o,
+                                       state: state, generator: &g))
             }
             stages.append(PVTStage(blocks))
         }
         patchEmbeds = embeds; posEmbeds = pos; self.stages = stages
         clsToken = Parameter(Tensor.zeros([1, 1, c.embedDims[3]]))
-        posDrop = Dropout(c.dropRate, state: state)
+        posDrop = Dropout(o.dropRate, state: state)
         norm = LayerNorm(c.embedDims[3], eps: c.finalNormEps)
-        head = c.numClasses > 0 ? Linear(c.embedDims[3], c.numClasses, generator: &g) : nil
+        head = o.numClasses > 0 ? Linear(c.embedDims[3], o.numClasses, generator: &g) : nil
         generator = g
     }
 
@@ -326,6 +331,12 @@ public final class PyramidVisionTransformer: Classifier {
     }
 
     public var noWeightDecay: Set<String> { ["pos_embed1", "pos_embed2", "pos_embed3", "pos_embed4", "cls_token"] }
+
+    /// One table per stage; stage 4's starts with the class token's row.
+    public var positionEmbeddingLayouts: [String: PositionEmbeddingLayout] {
+        ["pos_embed1": .sequence(prefixTokens: 0), "pos_embed2": .sequence(prefixTokens: 0),
+         "pos_embed3": .sequence(prefixTokens: 0), "pos_embed4": .sequence(prefixTokens: 1)]
+    }
 
     public func visit(_ v: inout ModuleVisitor) {
         for s in 0..<4 { v.param("pos_embed\(s + 1)", posEmbeds[s]) }
@@ -407,6 +418,28 @@ fileprivate func bilinearResizeMatrix(from: (Int, Int), to: (Int, Int)) -> Tenso
 
 // MARK: - Presets
 
+extension PVTConfig {
+    /// This architecture with `numerics`' definitions (docs/numerics.md): MindCV's are the presets'
+    /// own; timm's (timm has no PVT v1: the original code's) use the exact GELU, LayerNorm eps 1e-5 in the patch
+    /// embeddings and the spatial reduction, 1e-6 in the blocks and the final norm.
+    public func with(numerics: Numerics) -> PVTConfig {
+        guard numerics == .timm else { return self }
+        var c = self
+        c.gelu = .none
+        c.patchEmbedNormEps = 1e-5; c.srNormEps = 1e-5; c.norm1Eps = 1e-6; c.norm2Eps = 1e-6; c.finalNormEps = 1e-6
+        return c
+    }
+
+    /// The registered variants differ only in depth.
+    public static func preset(depths: [Int]) -> PVTConfig { PVTConfig(depths: depths) }
+    public static let tiny = preset(depths: [2, 2, 2, 2])
+    public static let small = preset(depths: [3, 4, 6, 3])
+    public static let medium = preset(depths: [3, 4, 18, 3])
+    public static let large = preset(depths: [3, 8, 27, 3])
+}
+
+// MARK: - Registry
+
 extension ModelRegistry {
     static let pvtEntries: [ModelEntry] = [
         ("pvt_tiny", PVTConfig.tiny), ("pvt_small", PVTConfig.small), ("pvt_medium", PVTConfig.medium),
@@ -415,8 +448,11 @@ extension ModelRegistry {
         ModelEntry(name: name, family: "pvt",
                    dataConfig: DataConfig(inputSize: [3, 224, 224], cropPct: 0.9, interpolation: "bicubic",
                                           firstConv: "patch_embed1.proj", classifier: "head"),
+                   // The original code evaluates like DeiT: bicubic resize to 256, centre crop 224.
+                   timmDataConfig: DataConfig(inputSize: [3, 224, 224], cropPct: 0.875, interpolation: "bicubic",
+                                              firstConv: "patch_embed1.proj", classifier: "head"),
                    countingRule: .total, defaultImageSize: 224) { options in
-            PyramidVisionTransformer(config: config.applying(options))
+            PyramidVisionTransformer(config: config.with(numerics: options.numerics), options: options)
         }
     }
 }

@@ -9,8 +9,10 @@
 
 import Tensor
 
+// MARK: - Configuration
+
 /// Architecture and numerics of a PiT. Defaults follow MindCV; presets `ti`, `xs`, `s`, `b`.
-public struct PiTConfig: Sendable, Equatable {
+public struct PiTConfig: Sendable, Equatable, SingleEpsilonNumerics {
     public var imageSize: Int
     /// Patch-embedding conv kernel (16, pit_b 14), stride (8, pit_b 7), no padding.
     public var patchSize: Int
@@ -33,11 +35,6 @@ public struct PiTConfig: Sendable, Equatable {
         self.depth = depth; self.heads = heads; self.mlpRatio = mlpRatio; self.layerNormEps = layerNormEps; self.gelu = gelu
     }
 
-    public static let ti = PiTConfig(patchSize: 16, stride: 8, baseDims: [32, 32, 32], depth: [2, 6, 4], heads: [2, 4, 8])
-    public static let xs = PiTConfig(patchSize: 16, stride: 8, baseDims: [48, 48, 48], depth: [2, 6, 4], heads: [2, 4, 8])
-    public static let s = PiTConfig(patchSize: 16, stride: 8, baseDims: [48, 48, 48], depth: [2, 6, 4], heads: [3, 6, 12])
-    public static let b = PiTConfig(patchSize: 14, stride: 7, baseDims: [64, 64, 64], depth: [3, 6, 4], heads: [4, 8, 16])
-
     /// Width of each stage, `baseDims[s]·heads[s]`.
     public var widths: [Int] { zip(baseDims, heads).map { $0 * $1 } }
 
@@ -59,6 +56,8 @@ public struct PiTConfig: Sendable, Equatable {
         return n
     }
 }
+
+// MARK: - Blocks
 
 /// PiT pooling between stages (timm `Pooling`, MindCV `conv_head_pooling`): the spatial map goes
 /// through a 3×3 stride-2 pad-1 conv with `groups = C_in` (each input channel feeds
@@ -85,6 +84,8 @@ public final class PiTStage: Module {
     init(pool: PiTPooling?, blocks: [ViTBlock]) { self.pool = pool; self.blocks = blocks }
     public func visit(_ v: inout ModuleVisitor) { v.child("pool", pool); v.children("blocks", blocks) }
 }
+
+// MARK: - Model
 
 /// Pooling-based Vision Transformer (MindCV `PoolingTransformer`). Input `[B, C, H, W]` with H = W =
 /// the configured image size (the spatial position map is fixed-size, as in MindCV).
@@ -204,6 +205,8 @@ public final class PiT: Classifier {
     /// timm's `no_weight_decay`: position map and class token.
     public var noWeightDecay: Set<String> { ["pos_embed", "cls_token"] }
 
+    public var positionEmbeddingLayouts: [String: PositionEmbeddingLayout] { ["pos_embed": .map] }
+
     public func visit(_ v: inout ModuleVisitor) {
         v.param("pos_embed", posEmbed)
         v.param("cls_token", clsToken)
@@ -216,6 +219,15 @@ public final class PiT: Classifier {
 
 // MARK: - Presets
 
+extension PiTConfig {
+    public static let ti = PiTConfig(patchSize: 16, stride: 8, baseDims: [32, 32, 32], depth: [2, 6, 4], heads: [2, 4, 8])
+    public static let xs = PiTConfig(patchSize: 16, stride: 8, baseDims: [48, 48, 48], depth: [2, 6, 4], heads: [2, 4, 8])
+    public static let s = PiTConfig(patchSize: 16, stride: 8, baseDims: [48, 48, 48], depth: [2, 6, 4], heads: [3, 6, 12])
+    public static let b = PiTConfig(patchSize: 14, stride: 7, baseDims: [64, 64, 64], depth: [3, 6, 4], heads: [4, 8, 16])
+}
+
+// MARK: - Registry
+
 extension ModelRegistry {
     static let pitEntries: [ModelEntry] = [
         ("pit_ti", PiTConfig.ti, 0.875), ("pit_xs", PiTConfig.xs, 0.875),
@@ -225,7 +237,7 @@ extension ModelRegistry {
                    dataConfig: DataConfig(inputSize: [3, 224, 224], cropPct: crop, interpolation: "bicubic",
                                           firstConv: "patch_embed.conv", classifier: "head"),
                    countingRule: .total, defaultImageSize: 224) { options in
-            PiT(config: config, options: options)
+            PiT(config: config.with(numerics: options.numerics), options: options)
         }
     }
 }

@@ -99,11 +99,11 @@ func tokensFromMap(_ x: Tensor) -> Tensor {
     x.reshaped([x.shape[0], x.shape[1], x.shape[2] * x.shape[3]]).transposed(1, 2)
 }
 
-// MARK: - ViT
+// MARK: - Configuration
 
 /// Architecture and numerics of a ViT. Defaults follow MindCV (`vit.py`); the presets are
 /// `ViTConfig.b16`, `.l16`, `.b32`, `.l32` at 224 or 384.
-public struct ViTConfig: Sendable, Equatable {
+public struct ViTConfig: Sendable, Equatable, SingleEpsilonNumerics {
     public var imageSize: Int
     public var patchSize: Int
     /// Token width D.
@@ -130,11 +130,6 @@ public struct ViTConfig: Sendable, Equatable {
         self.gelu = gelu; self.posDropRate = posDropRate; self.projDropRate = projDropRate
     }
 
-    public static func b16(imageSize: Int = 224) -> ViTConfig { ViTConfig(imageSize: imageSize, patchSize: 16, embedDim: 768, depth: 12, heads: 12) }
-    public static func l16(imageSize: Int = 224) -> ViTConfig { ViTConfig(imageSize: imageSize, patchSize: 16, embedDim: 1024, depth: 24, heads: 16) }
-    public static func b32(imageSize: Int = 224) -> ViTConfig { ViTConfig(imageSize: imageSize, patchSize: 32, embedDim: 768, depth: 12, heads: 12) }
-    public static func l32(imageSize: Int = 224) -> ViTConfig { ViTConfig(imageSize: imageSize, patchSize: 32, embedDim: 1024, depth: 24, heads: 16) }
-
     /// Patches per side for a given input side.
     public func gridSize(imageSize: Int) -> Int { imageSize / patchSize }
 
@@ -149,6 +144,8 @@ public struct ViTConfig: Sendable, Equatable {
         return embed + tokens + depth * block + 2 * d + head
     }
 }
+
+// MARK: - Model
 
 /// Vision Transformer (MindCV `VisionTransformer`). Input `[B, C, H, W]` with H = W = the configured
 /// image size (strict, like MindCV's PatchEmbed); tokens stay `[B, N, D]` throughout.
@@ -244,6 +241,9 @@ public final class ViT: Classifier {
     /// timm's `no_weight_decay`: position table and class token.
     public var noWeightDecay: Set<String> { ["pos_embed", "cls_token"] }
 
+    /// The class token's row comes first.
+    public var positionEmbeddingLayouts: [String: PositionEmbeddingLayout] { ["pos_embed": .sequence(prefixTokens: 1)] }
+
     public func visit(_ v: inout ModuleVisitor) {
         v.param("cls_token", clsToken)
         v.param("pos_embed", posEmbed)
@@ -255,6 +255,15 @@ public final class ViT: Classifier {
 }
 
 // MARK: - Presets
+
+extension ViTConfig {
+    public static func b16(imageSize: Int = 224) -> ViTConfig { ViTConfig(imageSize: imageSize, patchSize: 16, embedDim: 768, depth: 12, heads: 12) }
+    public static func l16(imageSize: Int = 224) -> ViTConfig { ViTConfig(imageSize: imageSize, patchSize: 16, embedDim: 1024, depth: 24, heads: 16) }
+    public static func b32(imageSize: Int = 224) -> ViTConfig { ViTConfig(imageSize: imageSize, patchSize: 32, embedDim: 768, depth: 12, heads: 12) }
+    public static func l32(imageSize: Int = 224) -> ViTConfig { ViTConfig(imageSize: imageSize, patchSize: 32, embedDim: 1024, depth: 24, heads: 16) }
+}
+
+// MARK: - Registry
 
 extension ModelRegistry {
     static let vitEntries: [ModelEntry] = {
@@ -268,8 +277,12 @@ extension ModelRegistry {
             ModelEntry(name: name, family: "vit",
                        dataConfig: DataConfig(inputSize: [3, size, size], cropPct: 0.875, interpolation: "bicubic",
                                               firstConv: "patch_embed.proj", classifier: "head"),
+                       // timm's ViT weights expect inputs scaled to ±1 and, at 384 px, no crop margin.
+                       timmDataConfig: DataConfig(inputSize: [3, size, size], cropPct: size == 384 ? 1 : 0.9, interpolation: "bicubic",
+                                                  mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
+                                                  firstConv: "patch_embed.proj", classifier: "head"),
                        countingRule: .headExcluded, defaultImageSize: size) { options in
-                ViT(config: make(size), options: options)
+                ViT(config: make(size).with(numerics: options.numerics), options: options)
             }
         }
     }()

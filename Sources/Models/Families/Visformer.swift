@@ -14,15 +14,11 @@ import Tensor
 
 // MARK: - Configuration
 
-/// Every hyper-parameter of a Visformer network, including the fidelity switches. The defaults are
-/// MindCV's visformer_tiny at 224.
+/// The architecture of a Visformer network and its fidelity switches (construction options —
+/// classes, input channels, dropout rates, seed — come in `ModelOptions`). The defaults are MindCV's
+/// visformer_tiny at 224.
 public struct VisformerConfig: Sendable, Equatable {
     public var imageSize: Int = 224
-    /// Input channels of the stem. MindCV hard-wires 3 and ignores `in_channels`; this model honours
-    /// it (identical to MindCV for 3 channels).
-    public var inChannels: Int = 3
-    /// Classes of the head; 0 = no head.
-    public var numClasses: Int = 1000
     /// Output channels of the 7×7 stride-2 stem.
     public var initChannels: Int = 16
     /// E: stage widths are E/4, E/2, E, 2E for stages 0–3.
@@ -49,49 +45,21 @@ public struct VisformerConfig: Sendable, Equatable {
     public var usePositionEmbedding: Bool = true
     /// Convs initialised N(0, √(2/fan_out)) (MindCV's conv_init=True); otherwise truncated-normal(0.02).
     public var convInit: Bool = true
-    public var dropRate: Float = 0
-    public var attnDropRate: Float = 0
-    public var dropPathRate: Float = 0
     /// MLP activation: MindCV's GELU is the tanh form (timm: exact).
     public var gelu: GELUApproximation = .tanh
-    /// Kept for compatibility: the MLP's grouped 3×3 conv always runs the engine's conv2d, which now
-    /// has the sample-parallel path that used to live here (see `Conv2dOptions.sampleSplit`).
-    public var fastGroupedConv: Bool = true
     public var batchNormEps: Float = 1e-5
     /// PyTorch convention (MindSpore's 0.9).
     public var batchNormMomentum: Float = 0.1
-    public var seed: UInt64 = 0
 
-    public init(imageSize: Int = 224, inChannels: Int = 3, numClasses: Int = 1000, initChannels: Int = 16,
-                embedDim: Int = 192, depths: [Int] = [0, 7, 4, 4], numHeads: [Int] = [3, 3, 3, 3], mlpRatio: Float = 4,
-                qkvBias: Bool = false, qkScaleExponent: Float = -0.25, attentionStages: [Bool] = [false, false, true, true],
-                spatialConvStages: [Bool] = [true, true, false, false], group: Int = 8, dropRate: Float = 0,
-                attnDropRate: Float = 0, dropPathRate: Float = 0, gelu: GELUApproximation = .tanh, seed: UInt64 = 0) {
-        self.imageSize = imageSize; self.inChannels = inChannels; self.numClasses = numClasses
+    public init(imageSize: Int = 224, initChannels: Int = 16, embedDim: Int = 192, depths: [Int] = [0, 7, 4, 4],
+                numHeads: [Int] = [3, 3, 3, 3], mlpRatio: Float = 4, qkvBias: Bool = false, qkScaleExponent: Float = -0.25,
+                attentionStages: [Bool] = [false, false, true, true], spatialConvStages: [Bool] = [true, true, false, false],
+                group: Int = 8, gelu: GELUApproximation = .tanh) {
+        self.imageSize = imageSize
         self.initChannels = initChannels; self.embedDim = embedDim; self.depths = depths; self.numHeads = numHeads
         self.mlpRatio = mlpRatio; self.qkvBias = qkvBias; self.qkScaleExponent = qkScaleExponent
         self.attentionStages = attentionStages; self.spatialConvStages = spatialConvStages; self.group = group
-        self.dropRate = dropRate; self.attnDropRate = attnDropRate; self.dropPathRate = dropPathRate
-        self.gelu = gelu; self.seed = seed
-    }
-
-    public static let tiny = VisformerConfig(initChannels: 16, embedDim: 192, depths: [0, 7, 4, 4], numHeads: [3, 3, 3, 3],
-                                             dropPathRate: 0.03)
-    public static let tinyV2 = VisformerConfig(initChannels: 24, embedDim: 192, depths: [1, 4, 6, 3], numHeads: [1, 3, 6, 12],
-                                               qkScaleExponent: -0.5, dropPathRate: 0.03)
-    public static let small = VisformerConfig(initChannels: 32, embedDim: 384, depths: [0, 7, 4, 4], numHeads: [6, 6, 6, 6],
-                                              dropPathRate: 0.1)
-    public static let smallV2 = VisformerConfig(initChannels: 32, embedDim: 256, depths: [1, 10, 14, 3], numHeads: [2, 4, 8, 16],
-                                                qkScaleExponent: -0.5, dropPathRate: 0.1)
-
-    /// This config with the construction options applied (image size only when given; the drop-path
-    /// rate always, so a default `ModelOptions` gives 0 rather than the recipe's rate).
-    public func applying(_ o: ModelOptions) -> VisformerConfig {
-        var c = self
-        c.numClasses = o.numClasses; c.inChannels = o.inChannels
-        if let s = o.imageSize { c.imageSize = s }
-        c.dropRate = o.dropRate; c.dropPathRate = o.dropPathRate; c.attnDropRate = o.attnDropRate; c.seed = o.seed
-        return c
+        self.gelu = gelu
     }
 
     /// Whether the v2 stage 0 exists.
@@ -116,6 +84,39 @@ public struct VisformerConfig: Sendable, Equatable {
     }
     /// Head dim of stage s.
     public func headDim(stage s: Int) -> Int { Int((Float(width(stage: s) / numHeads[s]) * headDimRatios[s]).rounded()) }
+}
+
+extension VisformerConfig {
+    /// Trainable parameters in closed form (docs/models.md §1), head included when `numClasses > 0`;
+    /// the BatchNorm running statistics are `bufferCount` on top.
+    public func parameterCount(numClasses: Int = 1000, inChannels: Int = 3, imageSize: Int? = nil) -> Int {
+        var c = self
+        if let imageSize { c.imageSize = imageSize }
+        var n = initChannels * inChannels * 49 + 2 * initChannels  // stem conv (no bias) + BatchNorm
+        for s in 0..<4 where s > 0 || hasStage0 {
+            let d = width(stage: s), p = patchSize(stage: s)
+            let inC = s == 0 || (s == 1 && !hasStage0) ? initChannels : width(stage: s - 1)
+            n += d * inC * p * p + d + 2 * d  // patch conv + BatchNorm
+            if usePositionEmbedding { n += d * c.grid(stage: s) * c.grid(stage: s) }
+            let hidden = mlpHidden(stage: s), inner = numHeads[s] * headDim(stage: s)
+            var block = 2 * d + d * hidden + hidden * d  // norm2, conv1, conv3
+            if spatialConvStages[s] { block += hidden * (hidden / group) * 9 }
+            if attentionStages[s] { block += 2 * d + d * 3 * inner + (qkvBias ? 3 * inner : 0) + inner * d }
+            n += depths[s] * block
+        }
+        n += 2 * width(stage: 3)
+        if numClasses > 0 { n += numClasses * width(stage: 3) + numClasses }
+        return n
+    }
+
+    /// BatchNorm running statistics (mean and variance per channel of every BatchNorm).
+    public var bufferCount: Int {
+        var n = 2 * initChannels + 2 * width(stage: 3)
+        for s in 0..<4 where s > 0 || hasStage0 {
+            n += 2 * width(stage: s) * (1 + depths[s] * (attentionStages[s] ? 2 : 1))
+        }
+        return n
+    }
 }
 
 // MARK: - Blocks
@@ -152,14 +153,15 @@ public final class VisformerAttention: Module {
     public let scale: Float
     let attnDrop: Dropout, projDrop: Dropout
 
-    init(_ dim: Int, heads: Int, headDim: Int, config c: VisformerConfig, state: ModelState, generator: inout RandomGenerator) {
+    init(_ dim: Int, heads: Int, headDim: Int, config c: VisformerConfig, options o: ModelOptions, state: ModelState,
+         generator: inout RandomGenerator) {
         self.heads = heads; self.headDim = headDim
         let s = Float(Foundation.pow(Double(headDim), Double(c.qkScaleExponent)))
         scale = s * s
         let std: Float? = c.convInit ? nil : 0.02
         qkv = Conv2d(dim, 3 * heads * headDim, kernel: 1, bias: c.qkvBias, std: std, generator: &generator)
         proj = Conv2d(heads * headDim, dim, kernel: 1, bias: false, std: std, generator: &generator)
-        attnDrop = Dropout(c.attnDropRate, state: state); projDrop = Dropout(c.dropRate, state: state)
+        attnDrop = Dropout(o.attnDropRate, state: state); projDrop = Dropout(o.dropRate, state: state)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -192,14 +194,14 @@ public final class VisformerMlp: Module {
     let drop: Dropout
     let gelu: GELUApproximation
 
-    init(_ dim: Int, hidden: Int, spatialConv: Bool, config c: VisformerConfig, state: ModelState,
+    init(_ dim: Int, hidden: Int, spatialConv: Bool, config c: VisformerConfig, options o: ModelOptions, state: ModelState,
          generator: inout RandomGenerator) {
         let std: Float? = c.convInit ? nil : 0.02
         conv1 = Conv2d(dim, hidden, kernel: 1, bias: false, std: std, generator: &generator)
         conv2 = spatialConv
             ? Conv2d(hidden, hidden, kernel: 3, padding: 1, groups: c.group, bias: false, std: std, generator: &generator) : nil
         conv3 = Conv2d(hidden, dim, kernel: 1, bias: false, std: std, generator: &generator)
-        drop = Dropout(c.dropRate, state: state)
+        drop = Dropout(o.dropRate, state: state)
         gelu = c.gelu
     }
 
@@ -223,17 +225,18 @@ public final class VisformerBlock: Module {
     public let mlp: VisformerMlp
     let dropPath: DropPath
 
-    init(stage s: Int, dropPath: Float, config c: VisformerConfig, state: ModelState, generator: inout RandomGenerator) {
+    init(stage s: Int, dropPath: Float, config c: VisformerConfig, options o: ModelOptions, state: ModelState,
+         generator: inout RandomGenerator) {
         let dim = c.width(stage: s)
         if c.attentionStages[s] {
             norm1 = BatchNorm2d(dim, eps: c.batchNormEps, momentum: c.batchNormMomentum, state: state)
-            attn = VisformerAttention(dim, heads: c.numHeads[s], headDim: c.headDim(stage: s), config: c, state: state,
+            attn = VisformerAttention(dim, heads: c.numHeads[s], headDim: c.headDim(stage: s), config: c, options: o, state: state,
                                       generator: &generator)
         } else {
             norm1 = nil; attn = nil
         }
         norm2 = BatchNorm2d(dim, eps: c.batchNormEps, momentum: c.batchNormMomentum, state: state)
-        mlp = VisformerMlp(dim, hidden: c.mlpHidden(stage: s), spatialConv: c.spatialConvStages[s], config: c, state: state,
+        mlp = VisformerMlp(dim, hidden: c.mlpHidden(stage: s), spatialConv: c.spatialConvStages[s], config: c, options: o, state: state,
                            generator: &generator)
         self.dropPath = DropPath(dropPath, state: state)
     }
@@ -279,7 +282,7 @@ final class VisformerStage: Module {
 /// stage 2 (14×14, attention) → patch_embed3 + pos_embed3 + stage 3 (7×7, attention). Position tables
 /// `[1, C_s, H_s, W_s]` are sized for `config.imageSize` and the input must have that size.
 ///
-/// `inChannels` is honoured by the stem (MindCV ignores it and always builds a 3-channel stem; the
+/// `options.inChannels` is honoured by the stem (MindCV ignores it and always builds a 3-channel stem; the
 /// two agree for RGB input).
 ///
 /// Initialisation follows MindCV: convs N(0, √(2/(out·kh·kw))) (conv_init), conv biases zero,
@@ -302,15 +305,20 @@ public final class Visformer: Classifier {
 
     public var featureDim: Int { config.width(stage: 3) }
 
-    public init(config c: VisformerConfig) {
+    /// Builds and initialises a Visformer. `options.imageSize` (default `config.imageSize`) sizes the
+    /// position maps; `options.dropRate` feeds the position, attention-output and MLP dropouts, and
+    /// block `i` of `T` gets drop-path `rate·i/(T−1)`.
+    public init(config: VisformerConfig, options o: ModelOptions = ModelOptions()) {
+        var c = config
+        if let size = o.imageSize { c.imageSize = size }
         precondition(c.depths.count == 4 && c.numHeads.count == 4 && c.attentionStages.count == 4
                      && c.spatialConvStages.count == 4 && c.headDimRatios.count == 4,
                      "Visformer: depths, numHeads, attentionStages, spatialConvStages and headDimRatios need 4 entries each")
-        config = c
-        state = ModelState(seed: c.seed)
-        numClasses = c.numClasses
-        var g = RandomGenerator(seed: c.seed)
-        stem = VisformerStem(c.inChannels, c.initChannels, config: c, state: state, generator: &g)
+        self.config = c
+        state = ModelState(seed: o.seed)
+        numClasses = o.numClasses
+        var g = RandomGenerator(seed: o.seed)
+        stem = VisformerStem(o.inChannels, c.initChannels, config: c, state: state, generator: &g)
         let total = c.depths.reduce(0, +)
         var embeds: [VisformerPatchEmbed?] = [], pos: [Parameter?] = [], stages: [VisformerStage?] = []
         var blockIndex = 0
@@ -327,16 +335,16 @@ public final class Visformer: Classifier {
             }
             var blocks: [VisformerBlock] = []
             for _ in 0..<c.depths[s] {
-                let rate = total > 1 ? c.dropPathRate * Float(blockIndex) / Float(total - 1) : 0
-                blocks.append(VisformerBlock(stage: s, dropPath: rate, config: c, state: state, generator: &g))
+                let rate = total > 1 ? o.dropPathRate * Float(blockIndex) / Float(total - 1) : 0
+                blocks.append(VisformerBlock(stage: s, dropPath: rate, config: c, options: o, state: state, generator: &g))
                 blockIndex += 1
             }
             stages.append(VisformerStage(blocks))
         }
         patchEmbeds = embeds; posEmbeds = pos; self.stages = stages
-        posDrop = Dropout(c.dropRate, state: state)
+        posDrop = Dropout(o.dropRate, state: state)
         norm = BatchNorm2d(c.width(stage: 3), eps: c.batchNormEps, momentum: c.batchNormMomentum, state: state)
-        head = c.numClasses > 0 ? Linear(c.width(stage: 3), c.numClasses, generator: &g) : nil
+        head = o.numClasses > 0 ? Linear(c.width(stage: 3), o.numClasses, generator: &g) : nil
         generator = g
     }
 
@@ -371,6 +379,10 @@ public final class Visformer: Classifier {
         Set((0..<4).filter { posEmbeds[$0] != nil }.map { "pos_embed\($0)" })
     }
 
+    public var positionEmbeddingLayouts: [String: PositionEmbeddingLayout] {
+        Dictionary(uniqueKeysWithValues: noWeightDecay.map { ($0, PositionEmbeddingLayout.map) })
+    }
+
     public func visit(_ v: inout ModuleVisitor) {
         v.child("stem", stem)
         for s in 0..<4 {
@@ -385,16 +397,38 @@ public final class Visformer: Classifier {
 
 // MARK: - Presets
 
+extension VisformerConfig {
+    /// This architecture with `numerics`' definitions (docs/numerics.md): MindCV's are the presets'
+    /// own; timm's use the exact GELU and the attention scale head_dim^-0.5 (v1's; timm has no v2).
+    public func with(numerics: Numerics) -> VisformerConfig {
+        guard numerics == .timm else { return self }
+        var c = self
+        c.gelu = .none; c.qkScaleExponent = -0.25
+        return c
+    }
+
+    public static let tiny = VisformerConfig(initChannels: 16, embedDim: 192, depths: [0, 7, 4, 4], numHeads: [3, 3, 3, 3])
+    public static let tinyV2 = VisformerConfig(initChannels: 24, embedDim: 192, depths: [1, 4, 6, 3], numHeads: [1, 3, 6, 12],
+                                               qkScaleExponent: -0.5)
+    public static let small = VisformerConfig(initChannels: 32, embedDim: 384, depths: [0, 7, 4, 4], numHeads: [6, 6, 6, 6])
+    public static let smallV2 = VisformerConfig(initChannels: 32, embedDim: 256, depths: [1, 10, 14, 3], numHeads: [2, 4, 8, 16],
+                                                qkScaleExponent: -0.5)
+}
+
+// MARK: - Registry
+
 extension ModelRegistry {
+    /// MindCV's drop-path rates: 0.03 for the tiny variants, 0.1 for the small ones.
     static let visformerEntries: [ModelEntry] = [
-        ("visformer_tiny", VisformerConfig.tiny), ("visformer_tiny_v2", VisformerConfig.tinyV2),
-        ("visformer_small", VisformerConfig.small), ("visformer_small_v2", VisformerConfig.smallV2),
-    ].map { name, config in
+        ("visformer_tiny", VisformerConfig.tiny, 0.03), ("visformer_tiny_v2", VisformerConfig.tinyV2, 0.03),
+        ("visformer_small", VisformerConfig.small, 0.1), ("visformer_small_v2", VisformerConfig.smallV2, 0.1),
+    ].map { name, config, dropPath in
         ModelEntry(name: name, family: "visformer",
                    dataConfig: DataConfig(inputSize: [3, 224, 224], cropPct: 0.875, interpolation: "bicubic",
                                           firstConv: "stem.0", classifier: "head"),
-                   countingRule: .withBufferStatistics, defaultImageSize: 224) { options in
-            Visformer(config: config.applying(options))
+                   countingRule: .withBufferStatistics, defaultImageSize: 224,
+                   defaultDropPathRate: dropPath) { options in
+            Visformer(config: config.with(numerics: options.numerics), options: options)
         }
     }
 }

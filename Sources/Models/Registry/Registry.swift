@@ -11,10 +11,13 @@ public struct ModelOptions: Sendable, Equatable {
     public var attnDropRate: Float = 0
     /// Seed of the weight initialisation and of the model's dropout generator.
     public var seed: UInt64 = 0
+    /// Whose numerics the registry builds the model with (docs/numerics.md).
+    public var numerics: Numerics = .mindcv
     public init(numClasses: Int = 1000, inChannels: Int = 3, imageSize: Int? = nil, dropRate: Float = 0,
-                dropPathRate: Float = 0, attnDropRate: Float = 0, seed: UInt64 = 0) {
+                dropPathRate: Float = 0, attnDropRate: Float = 0, seed: UInt64 = 0, numerics: Numerics = .mindcv) {
         self.numClasses = numClasses; self.inChannels = inChannels; self.imageSize = imageSize
         self.dropRate = dropRate; self.dropPathRate = dropPathRate; self.attnDropRate = attnDropRate; self.seed = seed
+        self.numerics = numerics
     }
 }
 
@@ -37,17 +40,44 @@ public struct PublishedFigures: Sendable, Equatable {
 public struct ModelEntry: Sendable {
     public let name: String
     public let family: String
+    /// The evaluation data config of the entry's numerics (MindCV's model card, or timm's).
     public let dataConfig: DataConfig
+    /// timm's evaluation data config of the same architecture (docs/numerics.md §3).
+    public let timmDataConfig: DataConfig
+    /// The numerics `build` uses: the registered names build `ModelOptions.numerics`, a timm name
+    /// or `with(numerics: .timm)` always timm's.
+    public let numerics: Numerics?
     public let countingRule: ParamCountingRule
     /// The default input side (224 or 384).
     public let defaultImageSize: Int
-    /// Image sides the family accepts other than the default (nil: any multiple the family allows).
+    /// MindCV's own drop-path rate for this variant, used when a recipe leaves `drop_path_rate` unset
+    /// (docs/training.md §2.4).
+    public let defaultDropPathRate: Float
+    /// Builds the variant with the given construction options.
     public let build: @Sendable (ModelOptions) -> any Classifier
 
-    public init(name: String, family: String, dataConfig: DataConfig, countingRule: ParamCountingRule,
-                defaultImageSize: Int = 224, build: @escaping @Sendable (ModelOptions) -> any Classifier) {
+    public init(name: String, family: String, dataConfig: DataConfig, timmDataConfig: DataConfig? = nil,
+                countingRule: ParamCountingRule, defaultImageSize: Int = 224, defaultDropPathRate: Float = 0,
+                numerics: Numerics? = nil, build: @escaping @Sendable (ModelOptions) -> any Classifier) {
         self.name = name; self.family = family; self.dataConfig = dataConfig; self.countingRule = countingRule
-        self.defaultImageSize = defaultImageSize; self.build = build
+        var timm = dataConfig
+        timm.cropPct = 0.9; timm.interpolation = "bicubic"
+        self.timmDataConfig = timmDataConfig ?? timm
+        self.defaultImageSize = defaultImageSize; self.defaultDropPathRate = defaultDropPathRate
+        self.numerics = numerics; self.build = build
+    }
+
+    /// This variant with fixed numerics (nil: `ModelOptions.numerics` decides): its builder ignores
+    /// `ModelOptions.numerics`, and its data config is timm's for `.timm`.
+    public func with(numerics: Numerics?, name: String? = nil) -> ModelEntry {
+        let base = build
+        return ModelEntry(name: name ?? self.name, family: family, dataConfig: numerics == .timm ? timmDataConfig : dataConfig,
+                          timmDataConfig: timmDataConfig, countingRule: countingRule, defaultImageSize: defaultImageSize,
+                          defaultDropPathRate: defaultDropPathRate, numerics: numerics) { options in
+            var o = options
+            if let numerics { o.numerics = numerics }
+            return base(o)
+        }
     }
 
     public var published: PublishedFigures? { ModelRegistry.published[name] }
@@ -55,8 +85,11 @@ public struct ModelEntry: Sendable {
 
 public enum ModelRegistryError: Error, CustomStringConvertible, Equatable {
     case unknownModel(String, suggestions: [String])
+    case unknownNumerics(String)
     public var description: String {
         switch self {
+        case let .unknownNumerics(n):
+            return "unknown numerics '\(n)'; valid: " + Numerics.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ")
         case let .unknownModel(n, s):
             return "unknown model '\(n)'" + (s.isEmpty ? "" : "; did you mean \(s.map { "'\($0)'" }.joined(separator: ", "))?") +
                 " (`zoo list` prints every registered name)"
@@ -70,12 +103,29 @@ public enum ModelRegistry {
 
     public static var names: [String] { entries.map { $0.name } }
 
-    public static func entry(_ name: String) throws -> ModelEntry {
-        if let e = entries.first(where: { $0.name == name }) { return e }
-        throw ModelRegistryError.unknownModel(name, suggestions: closest(to: name, among: names))
+    /// timm's names of the registered architectures that differ from MindCV's (docs/numerics.md §2);
+    /// each implies timm numerics. (`convit_tiny`, `convit_small`, `convit_base`, `visformer_tiny` and
+    /// `visformer_small` are the same in both and keep MindCV's numerics unless asked.)
+    public static let timmNames: [String: String] = [
+        "pit_ti_224": "pit_ti", "pit_xs_224": "pit_xs", "pit_s_224": "pit_s", "pit_b_224": "pit_b",
+        "vit_base_patch16_224": "vit_b_16_224", "vit_base_patch16_384": "vit_b_16_384",
+        "vit_base_patch32_224": "vit_b_32_224", "vit_base_patch32_384": "vit_b_32_384",
+        "vit_large_patch16_224": "vit_l_16_224", "vit_large_patch16_384": "vit_l_16_384",
+        "vit_large_patch32_224": "vit_l_32_224",
+    ]
+
+    /// The entry of a registered or timm name. `numerics` fixes the numerics (and the data config)
+    /// of the returned entry; nil keeps the name's own: timm's for a timm name, otherwise
+    /// `ModelOptions.numerics` at build time with MindCV's data config.
+    public static func entry(_ name: String, numerics: Numerics? = nil) throws -> ModelEntry {
+        if let e = entries.first(where: { $0.name == name }) { return numerics.map { e.with(numerics: $0) } ?? e }
+        if let base = timmNames[name], let e = entries.first(where: { $0.name == base }) {
+            return e.with(numerics: numerics ?? .timm, name: name)
+        }
+        throw ModelRegistryError.unknownModel(name, suggestions: closest(to: name, among: names + timmNames.keys.sorted()))
     }
 
-    /// Builds a registered model by name.
+    /// Builds a registered (or timm) model by name.
     public static func create(_ name: String, options: ModelOptions = ModelOptions()) throws -> any Classifier {
         try entry(name).build(options)
     }
@@ -160,12 +210,9 @@ public func closest(to name: String, among candidates: [String], limit: Int = 3)
 }
 
 extension ModelRegistry {
-    /// MindCV's own drop-path rate of each model, used when a recipe leaves `drop_path_rate` unset
-    /// (docs/training.md §2.4): ConViT 0.1, Visformer tiny 0.03 and small 0.1, the others 0.
+    /// The registered variant's own drop-path rate (`ModelEntry.defaultDropPathRate`, set with its
+    /// preset), 0 for an unknown name.
     public static func defaultDropPathRate(_ name: String) -> Float {
-        if name.hasPrefix("convit_") { return 0.1 }
-        if name.hasPrefix("visformer_tiny") { return 0.03 }
-        if name.hasPrefix("visformer_small") { return 0.1 }
-        return 0
+        (try? entry(name))?.defaultDropPathRate ?? 0
     }
 }

@@ -55,16 +55,4 @@ extension ModelRegistry {
                             interpolation: entry.dataConfig.interpolation, firstConv: entry.dataConfig.firstConv,
                             classifier: entry.dataConfig.classifier)
     }
-
-    /// The `zoo list` table as text (Markdown-compatible).
-    public static func formatTable(_ rows: [ModelSummary]) -> String {
-        func m(_ n: Int) -> String { String(format: "%.4f", Double(n) / 1e6) }
-        var lines = ["| model | family | trainable (M) | with BN stats (M) | without head (M) | counting rule | counted (M) | published (M) | reproduced |",
-                     "|---|---|---:|---:|---:|---|---:|---:|---|"]
-        for r in rows {
-            let pub = r.publishedParamsM.map { String(format: "%.2f", $0) } ?? "-"
-            lines.append("| \(r.name) | \(r.family) | \(m(r.trainableParams)) | \(m(r.storedParams)) | \(m(r.paramsWithoutHead)) | \(r.countingRule) | \(m(r.countedParams)) | \(pub) | \(r.agreement.rawValue) |")
-        }
-        return lines.joined(separator: "\n")
-    }
 }

@@ -95,10 +95,13 @@ public final class InferenceSession {
     /// Builds `modelName` sized for the checkpoint (class count from its classifier, input size
     /// from the settings) and loads the weights strictly. Without a checkpoint the model keeps its
     /// initial weights (useful for smoke tests only).
-    public init(modelName: String, checkpoint: String?, settings: EvalSettings = EvalSettings(), classes: Int? = nil) throws {
-        let entry = try ModelRegistry.entry(modelName)
-        self.entry = entry
+    /// `numerics` (else the run's recipe, else the name's own) also picks the data config.
+    public init(modelName: String, checkpoint: String?, settings: EvalSettings = EvalSettings(), classes: Int? = nil,
+                numerics: Numerics? = nil) throws {
+        var entry = try ModelRegistry.entry(modelName)
         let info = try checkpoint.map { try CheckpointInfo(path: $0, modelName: modelName) }
+        if let n = numerics ?? info?.recipe?.numerics.flatMap(Numerics.init(rawValue:)) { entry = entry.with(numerics: n) }
+        self.entry = entry
         let s = settings.resolved(entry: entry, recipe: info?.recipe)
         let headBias = info?.weights[entry.dataConfig.classifier + ".bias"]?.shape.first
         let numClasses = classes ?? headBias ?? info?.classNames?.count ?? 1000

@@ -19,8 +19,10 @@ extension TrainingRun {
             log("resumed from \(paths.weights): \(state.epoch + 1) epochs done, global step \(state.globalStep)")
         } else if !recipe.ckptPath.isEmpty {
             let info = try CheckpointInfo(path: recipe.ckptPath, modelName: recipe.model, preferEMA: false)
-            try model.load(stateDict: info.weights, strict: true, source: info.weightsPath)
-            log("initialised weights from \(info.weightsPath)")
+            // Another class count, input channel count or image size is adapted (docs/finetuning.md).
+            let adapted = try model.loadAdapting(stateDict: info.weights, firstConv: entry.dataConfig.firstConv,
+                                                 classifier: entry.dataConfig.classifier, source: info.weightsPath)
+            log("initialised weights from \(info.weightsPath)" + adapted.lines.map { "\n  " + $0 }.joined())
         }
     }
 }

@@ -51,7 +51,7 @@ public final class TrainingRun {
         // Data folders are scanned and validated before anything else.
         trainSet = try ImageFolder(root: recipe.dataDir, split: recipe.trainSplit)
         valSet = recipe.valWhileTrain ? try ImageFolder(root: recipe.dataDir, split: recipe.valSplit, expectedClasses: trainSet.classes) : nil
-        entry = try ModelRegistry.entry(recipe.model)
+        entry = try ModelRegistry.entry(recipe.model, numerics: recipe.numerics.flatMap(Numerics.init(rawValue:)))
         let numClasses = try RunSetup.numClasses(recipe, trainSet: trainSet)
         model = RunSetup.model(recipe, entry: entry, numClasses: numClasses, rank: communicator.rank)
         trainLoader = try RunSetup.trainLoader(recipe, dataset: trainSet, numClasses: numClasses, communicator: communicator, log: log)

@@ -3,7 +3,7 @@ import DataPipeline
 
 /// A training recipe: every option of MindCV's `config.py` (docs/training.md §2) under its MindCV
 /// key name, with MindCV's defaults, plus vitzoo's additions (`lr_base`, `lr_base_size`,
-/// `lr_base_scale`, `strict_data`, `resume`).
+/// `lr_base_scale`, `strict_data`, `resume`, `numerics`).
 ///
 /// Load one with `Recipe.load(yamlPath:overrides:)`; precedence is defaults < YAML < command line.
 /// Keys that have no effect on a CPU fp32 run (`mode`, `amp_level`, `dataset_sink_mode`,
@@ -142,6 +142,9 @@ public struct Recipe: Codable, Equatable, Sendable {
     public var strictData: Bool = false
     /// Checkpoint file or directory to resume from (the latest complete checkpoint in a directory).
     public var resume: String? = nil
+    /// Whose numerics the model runs with, `mindcv` or `timm` (docs/numerics.md); nil: the model
+    /// name's own (timm's for a timm name such as `pit_ti_224`, otherwise MindCV's).
+    public var numerics: String? = nil
 
     public init() {}
 
@@ -187,7 +190,7 @@ public struct Recipe: Codable, Equatable, Sendable {
         case ampLevel = "amp_level", valAmpLevel = "val_amp_level", ampCastList = "amp_cast_list",
              lossScaleType = "loss_scale_type", lossScale = "loss_scale", dropOverflowUpdate = "drop_overflow_update",
              evalShuffle = "eval_shuffle"
-        case lrBase = "lr_base", lrBaseSize = "lr_base_size", lrBaseScale = "lr_base_scale", strictData = "strict_data", resume
+        case lrBase = "lr_base", lrBaseSize = "lr_base_size", lrBaseScale = "lr_base_scale", strictData = "strict_data", resume, numerics
     }
 }
 

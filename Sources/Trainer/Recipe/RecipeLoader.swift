@@ -302,7 +302,7 @@ extension Recipe {
         .init("drop_overflow_update", \.dropOverflowUpdate), .init("eval_shuffle", \.evalShuffle),
 
         .init("lr_base", \.lrBase), .init("lr_base_size", \.lrBaseSize), .init("lr_base_scale", \.lrBaseScale),
-        .init("strict_data", \.strictData), .init("resume", \.resume),
+        .init("strict_data", \.strictData), .init("resume", \.resume), .init("numerics", \.numerics),
     ]
 
     static let fieldsByName: [String: RecipeField] = Dictionary(uniqueKeysWithValues: fields.map { ($0.name, $0) })
@@ -558,6 +558,7 @@ extension Recipe {
         if let lrBase { try nonNegative(lrBase, "lr_base") }
         try positive(lrBaseSize, "lr_base_size")
         try choice(lrBaseScale, "lr_base_scale", ["linear", "sqrt"])
+        if let numerics { try choice(numerics, "numerics", Numerics.allCases.map(\.rawValue)) }
     }
 
     // MARK: output

@@ -88,6 +88,11 @@ final class TimmNumericsTests: XCTestCase {
         XCTAssertEqual((try ModelRegistry.create("pit_ti", options: timm) as? PiT)?.config.gelu, GELUApproximation.none)
         XCTAssertEqual(try ModelRegistry.entry("pit_ti", numerics: .timm).dataConfig.cropPct, 0.9)
         XCTAssertEqual(try ModelRegistry.entry("pit_ti").dataConfig.cropPct, 0.875)
+        // An explicit choice wins over the name's, also when re-fixed on a timm entry.
+        for e in [try ModelRegistry.entry("pit_ti_224", numerics: .mindcv), try ModelRegistry.entry("pit_ti_224").with(numerics: .mindcv)] {
+            XCTAssertEqual(e.dataConfig.cropPct, 0.875)
+            XCTAssertEqual((e.build(small) as? PiT)?.config.gelu, .tanh)
+        }
 
         let vit = try ModelRegistry.entry("vit_base_patch32_384")
         XCTAssertEqual(vit.dataConfig.inputSize, [3, 384, 384])

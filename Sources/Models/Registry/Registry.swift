@@ -40,12 +40,12 @@ public struct PublishedFigures: Sendable, Equatable {
 public struct ModelEntry: Sendable {
     public let name: String
     public let family: String
-    /// The evaluation data config of the entry's numerics (MindCV's model card, or timm's).
-    public let dataConfig: DataConfig
+    /// The MindCV model card's evaluation data config.
+    public let mindcvDataConfig: DataConfig
     /// timm's evaluation data config of the same architecture (docs/numerics.md §3).
     public let timmDataConfig: DataConfig
-    /// The numerics `build` uses: the registered names build `ModelOptions.numerics`, a timm name
-    /// or `with(numerics: .timm)` always timm's.
+    /// Fixed numerics of this entry (a timm name, or `with(numerics:)`); nil: `ModelOptions.numerics`
+    /// decides at build time and the data config is MindCV's.
     public let numerics: Numerics?
     public let countingRule: ParamCountingRule
     /// The default input side (224 or 384).
@@ -53,31 +53,39 @@ public struct ModelEntry: Sendable {
     /// MindCV's own drop-path rate for this variant, used when a recipe leaves `drop_path_rate` unset
     /// (docs/training.md §2.4).
     public let defaultDropPathRate: Float
-    /// Builds the variant with the given construction options.
-    public let build: @Sendable (ModelOptions) -> any Classifier
+    /// The family's builder, which follows `ModelOptions.numerics`.
+    let builder: @Sendable (ModelOptions) -> any Classifier
 
     public init(name: String, family: String, dataConfig: DataConfig, timmDataConfig: DataConfig? = nil,
                 countingRule: ParamCountingRule, defaultImageSize: Int = 224, defaultDropPathRate: Float = 0,
                 numerics: Numerics? = nil, build: @escaping @Sendable (ModelOptions) -> any Classifier) {
-        self.name = name; self.family = family; self.dataConfig = dataConfig; self.countingRule = countingRule
+        self.name = name; self.family = family; self.mindcvDataConfig = dataConfig; self.countingRule = countingRule
         var timm = dataConfig
         timm.cropPct = 0.9; timm.interpolation = "bicubic"
         self.timmDataConfig = timmDataConfig ?? timm
         self.defaultImageSize = defaultImageSize; self.defaultDropPathRate = defaultDropPathRate
-        self.numerics = numerics; self.build = build
+        self.numerics = numerics; self.builder = build
     }
 
-    /// This variant with fixed numerics (nil: `ModelOptions.numerics` decides): its builder ignores
-    /// `ModelOptions.numerics`, and its data config is timm's for `.timm`.
-    public func with(numerics: Numerics?, name: String? = nil) -> ModelEntry {
-        let base = build
-        return ModelEntry(name: name ?? self.name, family: family, dataConfig: numerics == .timm ? timmDataConfig : dataConfig,
-                          timmDataConfig: timmDataConfig, countingRule: countingRule, defaultImageSize: defaultImageSize,
-                          defaultDropPathRate: defaultDropPathRate, numerics: numerics) { options in
+    /// The evaluation data config of the entry's numerics.
+    public var dataConfig: DataConfig { numerics == .timm ? timmDataConfig : mindcvDataConfig }
+
+    /// Builds the variant with the given construction options (the entry's fixed numerics, if any,
+    /// override `options.numerics`).
+    public var build: @Sendable (ModelOptions) -> any Classifier {
+        let builder = self.builder, fixed = numerics
+        return { options in
             var o = options
-            if let numerics { o.numerics = numerics }
-            return base(o)
+            if let fixed { o.numerics = fixed }
+            return builder(o)
         }
+    }
+
+    /// This variant with fixed numerics (nil: `ModelOptions.numerics` decides), optionally renamed.
+    public func with(numerics: Numerics?, name: String? = nil) -> ModelEntry {
+        ModelEntry(name: name ?? self.name, family: family, dataConfig: mindcvDataConfig, timmDataConfig: timmDataConfig,
+                   countingRule: countingRule, defaultImageSize: defaultImageSize, defaultDropPathRate: defaultDropPathRate,
+                   numerics: numerics, build: builder)
     }
 
     public var published: PublishedFigures? { ModelRegistry.published[name] }

@@ -1,5 +1,4 @@
 import Foundation
-import DataPipeline
 import Trainer
 
 /// PyTorch eager images/s on this machine (2 threads, 224×224, batch 32) from issue 7: the

@@ -2,7 +2,6 @@ import Foundation
 import Tensor
 #if canImport(Glibc)
 import Glibc
-import DataPipeline
 import Trainer
 #endif
 

@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import DataPipeline
 import Trainer
 
 /// What `zoo benchmark` measures and how long it spends on each phase.

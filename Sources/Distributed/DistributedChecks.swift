@@ -1,10 +1,10 @@
 import Foundation
+import DataPipeline
 import Models
 import Tensor
 
 #if canImport(Glibc)
 import Glibc
-import DataPipeline
 import Trainer
 #endif
 

@@ -4,7 +4,6 @@ import Models
 
 #if canImport(Glibc)
 import Glibc
-import DataPipeline
 import Trainer
 #endif
 

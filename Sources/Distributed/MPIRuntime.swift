@@ -3,7 +3,6 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
-import DataPipeline
 import Trainer
 #endif
 

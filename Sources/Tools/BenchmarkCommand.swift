@@ -3,7 +3,6 @@ import Foundation
 import Models
 import Tensor
 import Trainer
-import DataPipeline
 import DistributedMPI
 import ZooBenchmark
 

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import Trainer
 import DataPipeline
+import Trainer
 import DistributedMPI
 import ZooBenchmark
 

@@ -1,7 +1,6 @@
 import Foundation
 import Tensor
 import Trainer
-import DataPipeline
 import DistributedMPI
 import ZooBenchmark
 

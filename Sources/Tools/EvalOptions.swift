@@ -1,7 +1,6 @@
 import ArgumentParser
 import Models
 import Trainer
-import DataPipeline
 import DistributedMPI
 import ZooBenchmark
 

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Models
-import DataPipeline
 import DistributedMPI
 import ZooBenchmark
 

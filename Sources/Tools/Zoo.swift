@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Tensor
-import DataPipeline
 import DistributedMPI
 import ZooBenchmark
 

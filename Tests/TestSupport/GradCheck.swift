@@ -1,5 +1,5 @@
 import XCTest
-@testable import Tensor
+import Tensor
 
 /// The generic finite-difference gradient check used for every differentiable op.
 ///

@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import DataPipeline
 
 /// Everything besides tensors that a resumed run needs (stored as JSON beside the checkpoint).
 public struct TrainingState: Codable, Equatable, Sendable {

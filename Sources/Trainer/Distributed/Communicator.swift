@@ -1,6 +1,5 @@
 import Models
 import Tensor
-import DataPipeline
 
 /// Collective operations between the ranks of a data-parallel job. The single-process run uses
 /// `LocalCommunicator`; `mpirun ... --distribute` uses `MPICommunicator`.

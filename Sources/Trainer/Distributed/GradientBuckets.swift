@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import DataPipeline
 
 /// Averages gradients across ranks in buckets: the gradients are concatenated (last parameter
 /// first, the order in which the backward pass finishes them) into buffers of about `bytes`, each

@@ -1,7 +1,7 @@
 import Foundation
+import DataPipeline
 import Models
 import Tensor
-import DataPipeline
 
 /// Counts from evaluating a model on a split. Kept as sums so ranks can add theirs together.
 public struct EvaluationCounts: Codable, Sendable, Equatable {

@@ -1,7 +1,7 @@
 import Foundation
+import DataPipeline
 import Models
 import Tensor
-import DataPipeline
 
 /// A checkpoint as the evaluation tools see it: its weights, and what its training run recorded
 /// (class names, the resolved recipe beside it).

@@ -1,7 +1,7 @@
 import Foundation
+import DataPipeline
 import Models
 import Tensor
-import DataPipeline
 
 /// A training run from a recipe: data, model, optimizer, schedule, loop, validation, checkpoints.
 /// Everything that can be checked (data folders, model name, checkpoint fit, recipe values) is

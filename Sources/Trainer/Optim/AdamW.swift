@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import DataPipeline
 
 /// AdamW exactly as MindCV uses it (docs/training.md §4.2, = PyTorch `AdamW`): β1 0.9, β2 0.999,
 /// eps 1e-8 outside the square root of the bias-corrected v, decoupled decay multiplied by the LR:

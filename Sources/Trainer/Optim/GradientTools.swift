@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import DataPipeline
 
 /// Sum of squares of `count` floats, accumulated in Double, split across cores.
 func sumOfSquares(_ x: UnsafeMutablePointer<Float>, count: Int) -> Double {

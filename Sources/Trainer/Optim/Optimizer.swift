@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import DataPipeline
 
 public typealias NamedParameter = (name: String, parameter: Parameter)
 

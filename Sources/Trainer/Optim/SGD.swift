@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import DataPipeline
 
 /// MindSpore `nn.SGD` / `nn.Momentum` as MindCV's `opt: sgd | momentum | nesterov`
 /// (docs/training.md §4.3): L2 decay added to the gradient, dampening 0:

@@ -1,5 +1,4 @@
 import Foundation
-import DataPipeline
 
 /// A training recipe: every option of MindCV's `config.py` (docs/training.md §2) under its MindCV
 /// key name, with MindCV's defaults, plus vitzoo's additions (`lr_base`, `lr_base_size`,

@@ -1,4 +1,3 @@
-import DataPipeline
 /// Why a recipe (YAML file or command-line override) was rejected. Every error names where it came
 /// from (file or `command line`), the line when known, and the key; unknown keys carry the closest
 /// valid key.

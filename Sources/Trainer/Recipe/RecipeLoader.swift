@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Yams
-import DataPipeline
 
 // Strict recipe loading: YAML (through Yams' node API, so every key has its line) and command-line
 // overrides are converted field by field through one table of MindCV keys, then the whole resolved

@@ -1,5 +1,4 @@
 import Foundation
-import DataPipeline
 
 /// MindCV's learning-rate schedules (docs/training.md §3) as a pure function of the data step.
 ///

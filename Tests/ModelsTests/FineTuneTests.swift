@@ -132,6 +132,23 @@ final class FineTuneTests: XCTestCase {
         XCTAssertEqual(target.posEmbeds[0]?.shape, [1, 8, 8, 8])
     }
 
+    /// A 1001-class head (background class first) loads into a 1000-class model without its first row.
+    func testBackgroundClassRowDropped() throws {
+        let source = PiT(config: PiTTests.tinyConfig, options: ModelOptions(numClasses: 1001, seed: 1))
+        let target = PiT(config: PiTTests.tinyConfig, options: ModelOptions(numClasses: 1000, seed: 2))
+        let src = source.stateDict()
+        let report = try target.loadAdapting(stateDict: src, firstConv: "patch_embed.conv", classifier: "head")
+        XCTAssertEqual(report.backgroundRowDropped.map(\.name).sorted(), ["head.bias", "head.weight"])
+        XCTAssertTrue(report.reinitialised.isEmpty)
+        XCTAssertEqual(target.head?.weight.value.scalars, Array(src["head.weight"]!.scalars[32...]))
+        XCTAssertEqual(target.head?.bias?.value.scalars, Array(src["head.bias"]!.scalars[1...]))
+        // Only for 1001 → 1000: 1001 → 999 re-initialises.
+        let other = PiT(config: PiTTests.tinyConfig, options: ModelOptions(numClasses: 999, seed: 2))
+        let r = try other.loadAdapting(stateDict: src, firstConv: "patch_embed.conv", classifier: "head")
+        XCTAssertEqual(r.reinitialised.count, 2)
+        XCTAssertTrue(r.backgroundRowDropped.isEmpty)
+    }
+
     /// Any other mismatch is an error naming the tensor and both shapes, and nothing is written.
     func testOtherMismatchesAreNamedErrors() throws {
         var wide = PiTTests.tinyConfig

@@ -20,6 +20,9 @@ public struct WeightAdaptation: Sendable, Equatable {
         public var checkpointShape: [Int]
         public var modelShape: [Int]
     }
+    /// A 1001-class classifier loaded into a 1000-class model without its first row (the background
+    /// class of early ImageNet checkpoints), as MindCV's `load_pretrained` does.
+    public var backgroundRowDropped: [Change] = []
     /// Classifier tensors kept at the model's fresh initialisation (shape or class count differs,
     /// or absent from the checkpoint).
     public var reinitialised: [Change] = []
@@ -30,12 +33,15 @@ public struct WeightAdaptation: Sendable, Equatable {
     /// Checkpoint classifier tensors dropped because the model has no head.
     public var dropped: [String] = []
 
-    public var isEmpty: Bool { reinitialised.isEmpty && inputConv.isEmpty && resampled.isEmpty && dropped.isEmpty }
+    public var isEmpty: Bool {
+        backgroundRowDropped.isEmpty && reinitialised.isEmpty && inputConv.isEmpty && resampled.isEmpty && dropped.isEmpty
+    }
 
     /// One line per kind of change, for the log.
     public var lines: [String] {
         func list(_ c: [Change]) -> String { c.map { "\($0.name) \($0.checkpointShape) → \($0.modelShape)" }.joined(separator: ", ") }
         var out: [String] = []
+        if !backgroundRowDropped.isEmpty { out.append("classifier's background class (first row) dropped: " + list(backgroundRowDropped)) }
         if !reinitialised.isEmpty { out.append("classifier re-initialised (checkpoint does not fit num_classes): " + list(reinitialised)) }
         if !inputConv.isEmpty { out.append("first conv adapted to the input channels: " + list(inputConv)) }
         if !resampled.isEmpty { out.append("position embeddings resampled (bicubic) to the image size: " + list(resampled)) }
@@ -69,7 +75,10 @@ extension Classifier {
             }
             if src.shape == target.shape { continue }
             let change = WeightAdaptation.Change(name: name, checkpointShape: src.shape, modelShape: target.shape)
-            if name.hasPrefix(headPrefix) {
+            if name.hasPrefix(headPrefix), let rows = dropBackgroundRow(src, to: target.shape) {
+                adapted[name] = rows
+                report.backgroundRowDropped.append(change)
+            } else if name.hasPrefix(headPrefix) {
                 adapted[name] = target.copy()
                 report.reinitialised.append(change)
             } else if name == firstConv + ".weight", let w = adaptInputConv(src, to: target.shape) {
@@ -87,6 +96,7 @@ extension Classifier {
                 adapted[name] = target.copy()
                 report.reinitialised.append(.init(name: name, checkpointShape: stateDict[name]?.shape ?? [], modelShape: target.shape))
             }
+            report.backgroundRowDropped.removeAll { dropped in report.reinitialised.contains { $0.name == dropped.name } }
         }
         let known = Set(own.map { $0.0 })
         for name in stateDict.keys.sorted() where name.hasPrefix(headPrefix) && !known.contains(name) {
@@ -96,6 +106,12 @@ extension Classifier {
         try load(stateDict: adapted, strict: true, source: source)
         return report
     }
+}
+
+/// A 1001-row classifier tensor without its first row, for a 1000-class model (nil otherwise).
+func dropBackgroundRow(_ t: Tensor, to shape: [Int]) -> Tensor? {
+    guard shape.first == 1000, t.shape.first == 1001, Array(t.shape.dropFirst()) == Array(shape.dropFirst()) else { return nil }
+    return t.slice(axis: 0, 1..<1001).copy()
 }
 
 /// timm's `adapt_input_conv`: `[O, 3, kh, kw]` (or any `I`) → `[O, 1, kh, kw]` by summing the input

@@ -1,5 +1,5 @@
 import Foundation
-import Models
+@testable import Models
 import Tensor
 import XCTest
 import TestSupport
@@ -67,6 +67,21 @@ final class TimmNumericsTests: XCTestCase {
         for c in ["visformer_tiny", "visformer_tiny_fanin"] {
             try check(c, Visformer(config: VisformerTests.v1FixtureConfig().with(numerics: .timm), options: ModelOptions(numClasses: 7)))
         }
+    }
+
+    /// PVT v1 is not in timm: its `timm` numerics are the original code's (docs/numerics.md §1), with
+    /// no reference logits to compare, so the switch itself is pinned here.
+    func testPVTOriginalCodeNumerics() {
+        let c = PVTConfig.tiny.with(numerics: .timm)
+        XCTAssertEqual(c.gelu, GELUApproximation.none)
+        XCTAssertEqual([c.patchEmbedNormEps, c.srNormEps, c.norm1Eps, c.norm2Eps, c.finalNormEps], [1e-5, 1e-5, 1e-6, 1e-6, 1e-6])
+        XCTAssertEqual(PVTConfig.tiny.with(numerics: .mindcv), PVTConfig.tiny)
+        let m = PVTConfig.tiny
+        XCTAssertEqual([m.patchEmbedNormEps, m.srNormEps, m.norm1Eps, m.norm2Eps, m.finalNormEps], [1e-5, 1e-7, 1e-5, 1e-6, 1e-6])
+        let pvt = PyramidVisionTransformer(config: PVTTests.fixtureConfig().with(numerics: .timm), options: ModelOptions(numClasses: 7))
+        XCTAssertEqual(pvt.stages[0].blocks[0].attn.norm?.eps, 1e-5)
+        XCTAssertEqual(pvt.stages[0].blocks[0].norm1.eps, 1e-6)
+        XCTAssertEqual(try ModelRegistry.entry("pvt_tiny", numerics: .timm).dataConfig.cropPct, 0.875)
     }
 
     /// timm's names resolve to the same architectures with timm numerics and data config; the

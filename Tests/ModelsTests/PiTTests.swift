@@ -129,23 +129,4 @@ final class PiTTests: XCTestCase {
         let rates = m.stages.flatMap { $0.blocks.map { $0.dropPath.p } }
         XCTAssertEqual(rates, [0, 0.1, 0.2, 0.3])
     }
-
-    /// Inference throughput at batch 32, 224×224 (run with VITZOO_BENCH=1 in release mode).
-    func testBenchmarkInference() throws {
-        let env = ProcessInfo.processInfo.environment
-        try XCTSkipUnless(env["VITZOO_BENCH"] != nil, "set VITZOO_BENCH=1 to run")
-        let names = (env["VITZOO_BENCH_MODELS"] ?? "pit_ti").split(separator: ",").map(String.init)
-        for name in names {
-            let m = try ModelRegistry.create(name)
-            m.eval()
-            var g = RandomGenerator(seed: 0)
-            let x = Tensor.randn([32, 3, 224, 224], generator: &g)
-            _ = withNoGrad { m(x) }
-            let reps = 3
-            let t0 = Date()
-            for _ in 0..<reps { _ = withNoGrad { m(x) } }
-            let dt = Date().timeIntervalSince(t0) / Double(reps)
-            print(String(format: "%@: batch 32 inference %.3f s = %.1f images/s", name, dt, 32 / dt))
-        }
-    }
 }

@@ -82,15 +82,32 @@ final class SafeTensorsTests: XCTestCase {
         }
     }
 
-    func testNeverCrashesOnRandomBytes() {
+    /// Mutated and truncated copies of a valid file either load into tensors whose element counts
+    /// match their shapes, or throw a `SafeTensorsError` that names the file; both outcomes occur.
+    func testRandomMutationsLoadConsistentlyOrThrowNamedErrors() {
         var g = RandomGenerator(seed: 7)
         let valid = raw(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8))
+        var loaded = 0, refused = 0
         for _ in 0..<300 {
             var d = valid
             for _ in 0..<(1 + g.nextInt(below: 4)) { d[g.nextInt(below: d.count)] = UInt8(g.nextInt(below: 256)) }
             if g.nextInt(below: 3) == 0 { d = d.prefix(g.nextInt(below: d.count)) }
-            _ = try? SafeTensorsFile(data: d)
+            do {
+                let file = try SafeTensorsFile(data: d)
+                for (name, t) in file.tensors {
+                    XCTAssertEqual(t.count, t.shape.reduce(1, *), "tensor \(name): count vs shape \(t.shape)")
+                    XCTAssertLessThanOrEqual(t.count * 4, d.count, "tensor \(name) claims more data than the file holds")
+                }
+                loaded += 1
+            } catch let error as SafeTensorsError {
+                XCTAssertFalse(error.description.isEmpty)
+                refused += 1
+            } catch {
+                XCTFail("unexpected error type \(type(of: error)): \(error)")
+            }
         }
+        XCTAssertGreaterThan(loaded, 0, "no mutation kept the file loadable")
+        XCTAssertGreaterThan(refused, 0, "no mutation was refused")
     }
 
     func testStrictLoadReportsEveryMismatchByName() throws {

@@ -48,3 +48,39 @@ public enum BLASRuntime {
         unsetenv("OPENBLAS_CORETYPE")
     }
 }
+
+extension BLASRuntime {
+    /// Runs `body` with OpenBLAS on one thread, for regions that run independent small GEMMs on
+    /// several engine threads at once (one single-threaded sgemm per worker beats threading each
+    /// small GEMM). Concurrent single-threaded sgemm calls are safe: OpenBLAS (threaded build)
+    /// takes its work buffers from a locked pool and runs a 1-thread call on the caller's thread.
+    ///
+    /// The thread count is process-global, so regions are reference-counted under a lock: the
+    /// first region to enter saves the count and sets 1, the last to leave restores it. Without
+    /// this, two overlapping regions (two tasks evaluating models) could restore the count while
+    /// the other still runs concurrent sgemms.
+    public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
+        singleThreadLock.lock()
+        if singleThreadDepth == 0 {
+            savedThreads = openblas_get_num_threads()
+            if savedThreads != 1 { openblas_set_num_threads(1) }
+        }
+        singleThreadDepth += 1
+        singleThreadLock.unlock()
+        defer {
+            singleThreadLock.lock()
+            singleThreadDepth -= 1
+            if singleThreadDepth == 0 && savedThreads != 1 { openblas_set_num_threads(savedThreads) }
+            singleThreadLock.unlock()
+        }
+        return try body()
+    }
+
+    /// Whether some thread is inside `withSingleThreadedBLAS` (its callers parallelise themselves, so
+    /// `sgemm` does not split its product again).
+    static var inSingleThreadedRegion: Bool { singleThreadDepth > 0 }
+
+    private static let singleThreadLock = NSLock()
+    nonisolated(unsafe) private static var singleThreadDepth = 0
+    nonisolated(unsafe) private static var savedThreads: Int32 = 1
+}

@@ -6,42 +6,6 @@ import Foundation
 // needs); the (batch, head) pairs are split across cores with single-threaded GEMMs, which beats
 // threading each small GEMM.
 
-extension BLASRuntime {
-    /// Runs `body` with OpenBLAS on one thread, for regions that run independent small GEMMs on
-    /// several engine threads at once (one single-threaded sgemm per worker beats threading each
-    /// small GEMM). Concurrent single-threaded sgemm calls are safe: OpenBLAS (threaded build)
-    /// takes its work buffers from a locked pool and runs a 1-thread call on the caller's thread.
-    ///
-    /// The thread count is process-global, so regions are reference-counted under a lock: the
-    /// first region to enter saves the count and sets 1, the last to leave restores it. Without
-    /// this, two overlapping regions (two tasks evaluating models) could restore the count while
-    /// the other still runs concurrent sgemms.
-    public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
-        singleThreadLock.lock()
-        if singleThreadDepth == 0 {
-            savedThreads = openblas_get_num_threads()
-            if savedThreads != 1 { openblas_set_num_threads(1) }
-        }
-        singleThreadDepth += 1
-        singleThreadLock.unlock()
-        defer {
-            singleThreadLock.lock()
-            singleThreadDepth -= 1
-            if singleThreadDepth == 0 && savedThreads != 1 { openblas_set_num_threads(savedThreads) }
-            singleThreadLock.unlock()
-        }
-        return try body()
-    }
-
-    /// Whether some thread is inside `withSingleThreadedBLAS` (its callers parallelise themselves, so
-    /// `sgemm` does not split its product again).
-    static var inSingleThreadedRegion: Bool { singleThreadDepth > 0 }
-
-    private static let singleThreadLock = NSLock()
-    nonisolated(unsafe) private static var singleThreadDepth = 0
-    nonisolated(unsafe) private static var savedThreads: Int32 = 1
-}
-
 /// How attention operands are laid out in memory: `tokenMajor` stores each (batch, head) matrix as
 /// `[tokens, channels]` (ViT, PiT, PVT, ConViT), `channelMajor` as `[channels, tokens]` (Visformer,
 /// whose q/k/v come from 1×1 convolutions over `[B, C, H, W]`, so no transpose is ever copied).
@@ -147,11 +111,7 @@ extension Tensor {
                         gemm(P(p).t, dO, into: V(pdv, i), m: nk, n: dv, k: nq)  // dV = Pᵀ·dO
                         gemm(dO, V(pv, i).t, into: P(dp), m: nq, n: nk, k: dv)  // dP = dO·Vᵀ
                         // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
-                        for row in 0..<nq {
-                            let pr = p + row * nk, dr = dp + row * nk
-                            let dot = vdot(pr, dr, nk)
-                            for j in 0..<nk { dr[j] = pr[j] * (dr[j] - dot) * scale }
-                        }
+                        for row in 0..<nq { softmaxBackwardRow(p + row * nk, dp + row * nk, dp + row * nk, nk, scale: scale) }
                         gemm(P(dp), K(pk, i), into: Q(pdq, i), m: nq, n: d, k: nk)  // dQ = dS·K
                         gemm(P(dp).t, Q(pq, i), into: K(pdk, i), m: nk, n: d, k: nq)  // dK = dSᵀ·Q
                     }

@@ -20,18 +20,34 @@ func softmaxRowInPlace(_ y: UnsafeMutablePointer<Float>, _ n: Int) {
     for i in 0..<n { y[i] *= inv }
 }
 
-/// dx = y ⊙ (g − Σ g⊙y) along rows of length n.
-@inline(__always)
-func softmaxBackwardRow(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
+/// dx = scale · y ⊙ (g − Σ g⊙y) along a row of length n, the softmax backward (softmax, attention and
+/// GPSA's mix share it); returns Σ g⊙y. `dx` may be `g` (vector loads and stores, so the in-place
+/// call keeps its speed).
+@inline(__always) @discardableResult
+func softmaxBackwardRow(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
+                        scale: Float = 1) -> Float {
     let dot = vdot(g, y, n)
-    for i in 0..<n { dx[i] = y[i] * (g[i] - dot) }
+    let dv = Vec(repeating: dot), sv = Vec(repeating: scale)
+    var i = 0
+    while i + 16 <= n { vstore(vload(y + i) * (vload(g + i) - dv) * sv, dx + i); i += 16 }
+    while i < n { dx[i] = y[i] * (g[i] - dot) * scale; i += 1 }
+    return dot
+}
+
+/// log Σ e^{x[i]} over a row of length n, max-shifted so large logits do not overflow; leaves
+/// e^{x[i] − max} in `exps` (which may be x) and returns Σ exps beside the result. The one
+/// log-sum-exp of the engine: log-softmax, the cross-entropy and the evaluator's loss use it.
+@inline(__always)
+func logSumExpRow(_ x: UnsafePointer<Float>, _ n: Int, exps: UnsafeMutablePointer<Float>) -> (lse: Float, sum: Float) {
+    let m = vmax(x, n)
+    let s = expShiftedSum(x, exps, n, shift: m)
+    return (m + Foundation.log(s), s)
 }
 
 /// y = log softmax(x) along a row: x − (m + log Σ e^{x−m}).
 @inline(__always)
 func logSoftmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    let m = vmax(x, n)
-    let lse = m + Foundation.log(expShiftedSum(x, y, n, shift: m))
+    let lse = logSumExpRow(x, n, exps: y).lse
     for i in 0..<n { y[i] = x[i] - lse }
 }
 
@@ -43,47 +59,50 @@ extension Tensor {
         return body(transposed(a, -1)).transposed(a, -1)
     }
 
-    public func softmax(axis: Int = -1) -> Tensor {
+    /// A row kernel along `axis`: `forward(x, y, n)` per row, and `backward(y, g, dx, n)` per row
+    /// from the saved output; rows are split across the cores.
+    private func rowwise(_ op: String, axis: Int,
+                         forward: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+                         backward: @escaping (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
         alongLastAxis(axis) { x in
             let n = x.shape.last!, rows = x.count / n
             let out = Tensor(uninitializedShape: x.shape)
             let px = x.storage.pointer.sendable, po = out.storage.pointer.sendable
             Parallel.forRange(rows, grain: Swift.max(1, 8192 / n)) { r in
-                for i in r { softmaxRow(px + i * n, po + i * n, n) }
+                for i in r { forward(px + i * n, po + i * n, n) }
             }
-            return Tensor.record("softmax", out, inputs: [x]) { g in
+            return Tensor.record(op, out, inputs: [x]) { g in
                 let dx = Tensor(uninitializedShape: g.shape)
                 let py = out.storage.pointer.sendable, pg = g.storage.pointer.sendable, pd = dx.storage.pointer.sendable
                 Parallel.forRange(rows, grain: Swift.max(1, 8192 / n)) { r in
-                    for i in r { softmaxBackwardRow(py + i * n, pg + i * n, pd + i * n, n) }
+                    for i in r { backward(py + i * n, pg + i * n, pd + i * n, n) }
                 }
                 return [dx]
             }
         }
     }
 
+    public func softmax(axis: Int = -1) -> Tensor {
+        rowwise("softmax", axis: axis, forward: { softmaxRow($0, $1, $2) },
+                backward: { softmaxBackwardRow($0, $1, $2, $3) })
+    }
+
     public func logSoftmax(axis: Int = -1) -> Tensor {
-        alongLastAxis(axis) { x in
-            let n = x.shape.last!, rows = x.count / n
-            let out = Tensor(uninitializedShape: x.shape)
-            let px = x.storage.pointer.sendable, po = out.storage.pointer.sendable
-            Parallel.forRange(rows, grain: Swift.max(1, 8192 / n)) { r in
-                for i in r { logSoftmaxRow(px + i * n, po + i * n, n) }
-            }
-            return Tensor.record("log_softmax", out, inputs: [x]) { g in
-                // dx = g − softmax · Σg
-                let dx = Tensor(uninitializedShape: g.shape)
-                let py = out.storage.pointer.sendable, pg = g.storage.pointer.sendable, pd = dx.storage.pointer.sendable
-                Parallel.forRange(rows, grain: Swift.max(1, 8192 / n)) { r in
-                    for i in r {
-                        let yi = py + i * n, gi = pg + i * n, di = pd + i * n
-                        let s = vsum(gi, n)
-                        for k in 0..<n { di[k] = gi[k] - fastExp(yi[k]) * s }
-                    }
-                }
-                return [dx]
-            }
+        rowwise("log_softmax", axis: axis, forward: { logSoftmaxRow($0, $1, $2) }) { y, g, dx, n in
+            // dx = g − softmax · Σg
+            let s = vsum(g, n)
+            for k in 0..<n { dx[k] = g[k] - fastExp(y[k]) * s }
         }
+    }
+
+    /// log Σ_k e^{x[b, k]} for each row of `logits: [B, K]`, from the kernel the cross-entropy uses
+    /// (so a validation loss computed from it matches the training loss's arithmetic).
+    public func rowLogSumExp() -> [Float] {
+        precondition(rank == 2, "rowLogSumExp: logits \(shape) must be [B, K]")
+        let b = shape[0], k = shape[1]
+        let scratch = Tensor(uninitializedShape: [k])
+        let px = storage.pointer, ps = scratch.storage.pointer
+        return (0..<b).map { logSumExpRow(px + $0 * k, k, exps: ps).lse }
     }
 
     /// Mean cross-entropy of `logits: [B, K]` against integer `labels` with label smoothing ε:
@@ -121,14 +140,11 @@ extension Tensor {
         let prs = rowSums.storage.pointer
         for b in 0..<bsz {
             let x = px + b * k, p = pp + b * k, t = pt + b * k
-            var m = -Float.infinity
-            for j in 0..<k { m = Swift.max(m, x[j]) }
-            var s: Double = 0
-            for j in 0..<k { let e = Foundation.exp(Double(x[j] - m)); p[j] = Float(e); s += e }
-            let lse = Double(m) + Foundation.log(s)
+            let (lse, s) = logSumExpRow(x, k, exps: p)
+            let inv = 1 / s
             var row: Double = 0
             var tsum: Double = 0
-            for j in 0..<k { row += Double(t[j]) * (lse - Double(x[j])); p[j] = Float(Double(p[j]) / s); tsum += Double(t[j]) }
+            for j in 0..<k { row += Double(t[j]) * (Double(lse) - Double(x[j])); p[j] *= inv; tsum += Double(t[j]) }
             prs[b] = Float(tsum)
             total += row
         }

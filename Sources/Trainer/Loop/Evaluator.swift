@@ -59,15 +59,11 @@ public enum Metrics {
         let top = topK(logits, k: 5)
         let classes = logits.shape[1]
         let p = logits.storage.pointer
+        let lse = logits.rowLogSumExp()  // the training loss's kernel
         for (r, y) in labels.enumerated() {
             if top[r].first == y { counts.correctTop1 += 1 }
             if top[r].contains(y) { counts.correctTop5 += 1 }
-            let row = p + r * classes
-            var m = -Float.infinity
-            for c in 0..<classes { m = max(m, row[c]) }
-            var s = 0.0
-            for c in 0..<classes { s += Foundation.exp(Double(row[c] - m)) }
-            counts.lossSum += Double(m) + Foundation.log(s) - Double(row[y])
+            counts.lossSum += Double(lse[r]) - Double(p[r * classes + y])
         }
         counts.images += labels.count
     }

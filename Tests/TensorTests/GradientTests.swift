@@ -302,6 +302,22 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// ConViT GPSA's mix, A = (1 − g)·softmax(scale·L) + g·P: gradients for the logits, the positional
+    /// map and the gate (through the sigmoid, as the model uses it); n = 17 runs the rows' 16-lane body
+    /// and tail. The forward equals the same formula written with separate engine ops.
+    func testGatedAttentionMix() {
+        for (b, h, n) in [(2, 3, 4), (1, 2, 17)] {
+            let logits = data.normal([b, h, n, n], std: 2), positional = data.uniform([h, n, n], 0, 1), gate = data.normal([h])
+            gradCheck("gpsa mix b\(b) h\(h) n\(n)", [logits, positional, gate]) {
+                Tensor.gatedAttentionMix(logits: $0[0], scale: 0.6, positional: $0[1], gate: $0[2].sigmoid())
+            }
+            let mixed = Tensor.gatedAttentionMix(logits: logits, scale: 0.6, positional: positional, gate: gate.sigmoid())
+            let g = gate.sigmoid().reshaped([1, h, 1, 1])
+            let reference = (logits * 0.6).softmax() * (1 - g) + positional.reshaped([1, h, n, n]) * g
+            XCTAssertLessThan(maxAbsDiff(mixed, reference), 1e-6, "gpsa mix forward b\(b) h\(h) n\(n)")
+        }
+    }
+
     // MARK: a composite: a transformer-style block
 
     func testCompositeBlock() {

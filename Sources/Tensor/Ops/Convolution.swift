@@ -115,6 +115,38 @@ public enum Conv2dOptions {
     nonisolated(unsafe) public static var sampleSplit = true
 }
 
+/// How conv2d spreads the samples of a batch over the cores: `chunks` contiguous runs of samples, one
+/// per core with single-threaded im2col, col2im and GEMMs (when `convSplitsSamples`), or a single run
+/// whose im2col, col2im and GEMMs each use every core. Forward and backward are written once against it.
+struct ConvSampleSchedule {
+    let batch: Int, chunks: Int
+    var splits: Bool { chunks > 1 }
+
+    init(batch: Int) {
+        self.batch = batch
+        chunks = convSplitsSamples(batch: batch) ? Swift.min(Parallel.threads, batch) : 1
+    }
+
+    /// The samples of chunk `ch`.
+    func samples(_ ch: Int) -> Range<Int> { (batch * ch / chunks)..<(batch * (ch + 1) / chunks) }
+
+    /// Runs `body(chunk)` for every chunk: concurrently under single-threaded BLAS when split, inline
+    /// (with threaded kernels inside) otherwise.
+    func run(_ body: (Int) -> Void) {
+        if splits { BLASRuntime.withSingleThreadedBLAS { Parallel.forEach(chunks, body) } } else { body(0) }
+    }
+
+    /// im2col of one group's `cg` channels.
+    func im2colGroup(_ x: UnsafePointer<Float>, _ g: Conv2dGeometry, _ cols: UnsafeMutablePointer<Float>) {
+        if splits { im2colRows(x, g, rows: 0..<g.colRows, cols) } else { im2col(x, g, channels: g.cg, cols) }
+    }
+
+    /// col2im of one group's `cg` channels (adds into dx).
+    func col2imGroup(_ cols: UnsafePointer<Float>, _ g: Conv2dGeometry, _ dx: UnsafeMutablePointer<Float>) {
+        if splits { col2imChannels(cols, g, channels: 0..<g.cg, dx) } else { col2im(cols, g, channels: g.cg, dx) }
+    }
+}
+
 extension Tensor {
     /// 2-D convolution. `x: [N, C, H, W]`, `weight: [O, C/groups, kh, kw]`, `bias: [O]`.
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int) = (1, 1),
@@ -134,45 +166,21 @@ extension Tensor {
         let inPlane = geo.inChannels * geo.inH * geo.inW, outPlane = geo.outChannels * p
         if geo.isDepthwise {
             depthwiseForward(px, pw, po, geo, batch: n)
-        } else if convSplitsSamples(batch: n) {
-            let chunks = Swift.min(Parallel.threads, n)
-            let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [chunks, geo.colRows * p])
-            let pxs = px.sendable, pws = pw.sendable, pos = po.sendable, pcs = cols?.storage.pointer.sendable
-            BLASRuntime.withSingleThreadedBLAS {
-                Parallel.forEach(chunks) { ch in
-                    for b in (n * ch / chunks)..<(n * (ch + 1) / chunks) {
-                        for gi in 0..<geo.groups {
-                            let xin = pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW
-                            var colPtr = UnsafePointer(xin)
-                            if let pcs {
-                                let cp = pcs + ch * geo.colRows * p
-                                im2colRows(UnsafePointer(xin), geo, rows: 0..<geo.colRows, cp)
-                                colPtr = UnsafePointer(cp)
-                            }
-                            sgemm(transA: false, transB: false, m: geo.og, n: p, k: geo.colRows,
-                                  a: pws + gi * geo.og * geo.colRows, lda: geo.colRows, b: colPtr, ldb: p,
-                                  c: pos + b * outPlane + gi * geo.og * p, ldc: p)
-                        }
-                    }
-                }
-            }
-            withExtendedLifetime(cols) {}
         } else {
-            let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [geo.groups * geo.colRows, p])
-            for b in 0..<n {
-                for gi in 0..<geo.groups {
-                    let xin = px + b * inPlane + gi * geo.cg * geo.inH * geo.inW
-                    let colPtr: UnsafePointer<Float>
-                    if let cols {
-                        let cp = cols.storage.pointer + gi * geo.colRows * p
-                        im2col(xin, geo, channels: geo.cg, cp)
-                        colPtr = UnsafePointer(cp)
-                    } else {
-                        colPtr = UnsafePointer(xin)
+            let sched = ConvSampleSchedule(batch: n)
+            let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])
+            let pxs = px.sendable, pws = pw.sendable, pos = po.sendable, pcs = cols?.storage.pointer.sendable
+            sched.run { ch in
+                let cp = pcs.map { $0 + ch * geo.colRows * p }
+                for b in sched.samples(ch) {
+                    for gi in 0..<geo.groups {
+                        let xin = UnsafePointer(pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW)
+                        var colPtr = xin
+                        if let cp { sched.im2colGroup(xin, geo, cp); colPtr = UnsafePointer(cp) }
+                        sgemm(transA: false, transB: false, m: geo.og, n: p, k: geo.colRows,
+                              a: pws + gi * geo.og * geo.colRows, lda: geo.colRows, b: colPtr, ldb: p,
+                              c: pos + b * outPlane + gi * geo.og * p, ldc: p)
                     }
-                    sgemm(transA: false, transB: false, m: geo.og, n: p, k: geo.colRows,
-                          a: pw + gi * geo.og * geo.colRows, lda: geo.colRows, b: colPtr, ldb: p,
-                          c: po + b * outPlane + gi * geo.og * p, ldc: p)
                 }
             }
             withExtendedLifetime(cols) {}  // the GEMMs above read it through pointers
@@ -193,79 +201,49 @@ extension Tensor {
             let dw = wd ? Tensor.zeros(w0.shape) : nil
             if geo.isDepthwise {
                 depthwiseBackward(x0.storage.pointer, w0.storage.pointer, pg, dx?.storage.pointer, dw?.storage.pointer, geo, batch: n)
-            } else if convSplitsSamples(batch: n) {
-                let chunks = Swift.min(Parallel.threads, n)
-                let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [chunks, geo.colRows * p])
+            } else {
+                let sched = ConvSampleSchedule(batch: n)
+                let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])
                 let wsize = geo.outChannels * geo.colRows
-                let partial = wd ? Tensor.zeros([chunks, wsize]) : nil
+                // one dW per chunk (dW itself for a single chunk), summed after
+                let partial = wd && sched.splits ? Tensor.zeros([sched.chunks, wsize]) : dw
                 let pxs = x0.storage.pointer.sendable, pws = w0.storage.pointer.sendable, pgs = pg.sendable
                 let pcs = cols?.storage.pointer.sendable, pps = partial?.storage.pointer.sendable
                 let pdx = dx?.storage.pointer.sendable
-                BLASRuntime.withSingleThreadedBLAS {
-                    Parallel.forEach(chunks) { ch in
-                        let cp = pcs.map { $0 + ch * geo.colRows * p }
-                        for b in (n * ch / chunks)..<(n * (ch + 1) / chunks) {
-                            for gi in 0..<geo.groups {
-                                let xin = pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW
-                                let gout = pgs + b * outPlane + gi * geo.og * p
-                                let wg = pws + gi * geo.og * geo.colRows
-                                if let pps {
-                                    // dW_g += dY_g · colsᵀ
-                                    var colPtr = UnsafePointer(xin)
-                                    if let cp { im2colRows(UnsafePointer(xin), geo, rows: 0..<geo.colRows, cp); colPtr = UnsafePointer(cp) }
-                                    sgemm(transA: false, transB: true, m: geo.og, n: geo.colRows, k: p, a: gout, lda: p,
-                                          b: colPtr, ldb: p, beta: 1, c: pps + ch * wsize + gi * geo.og * geo.colRows, ldc: geo.colRows)
-                                }
-                                if let pdx {
-                                    let dxin = pdx + b * inPlane + gi * geo.cg * geo.inH * geo.inW
-                                    if let cp {
-                                        // dcols = W_gᵀ · dY_g, then scatter back
-                                        sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
-                                              b: gout, ldb: p, c: cp, ldc: p)
-                                        col2imChannels(UnsafePointer(cp), geo, channels: 0..<geo.cg, dxin)
-                                    } else {
-                                        sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
-                                              b: gout, ldb: p, beta: 1, c: dxin, ldc: p)
-                                    }
+                sched.run { ch in
+                    let cp = pcs.map { $0 + ch * geo.colRows * p }
+                    for b in sched.samples(ch) {
+                        for gi in 0..<geo.groups {
+                            let xin = UnsafePointer(pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW)
+                            let gout = pgs + b * outPlane + gi * geo.og * p
+                            let wg = pws + gi * geo.og * geo.colRows
+                            if let pps {
+                                // dW_g += dY_g · colsᵀ
+                                var colPtr = xin
+                                if let cp { sched.im2colGroup(xin, geo, cp); colPtr = UnsafePointer(cp) }
+                                sgemm(transA: false, transB: true, m: geo.og, n: geo.colRows, k: p, a: gout, lda: p,
+                                      b: colPtr, ldb: p, beta: 1, c: pps + ch * wsize + gi * geo.og * geo.colRows, ldc: geo.colRows)
+                            }
+                            if let pdx {
+                                let dxin = pdx + b * inPlane + gi * geo.cg * geo.inH * geo.inW
+                                if let cp {
+                                    // dcols = W_gᵀ · dY_g, then scatter back
+                                    sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
+                                          b: gout, ldb: p, c: cp, ldc: p)
+                                    sched.col2imGroup(UnsafePointer(cp), geo, dxin)
+                                } else {
+                                    sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
+                                          b: gout, ldb: p, beta: 1, c: dxin, ldc: p)
                                 }
                             }
                         }
                     }
                 }
-                withExtendedLifetime((cols, x0, w0, g)) {}
-                if let partial, let dw {
+                withExtendedLifetime((cols, x0, w0, g)) {}  // read through pointers by the GEMMs and col2im
+                if sched.splits, let partial, let dw {
                     let pd = dw.storage.pointer, pp = partial.storage.pointer
-                    for ch in 0..<chunks { let src = pp + ch * wsize; for t in 0..<wsize { pd[t] += src[t] } }
+                    for ch in 0..<sched.chunks { let src = pp + ch * wsize; for t in 0..<wsize { pd[t] += src[t] } }
                 }
-            } else {
-                let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [geo.colRows, p])
-                for b in 0..<n {
-                    for gi in 0..<geo.groups {
-                        let xin = x0.storage.pointer + b * inPlane + gi * geo.cg * geo.inH * geo.inW
-                        let gout = pg + b * outPlane + gi * geo.og * p
-                        let wg = w0.storage.pointer + gi * geo.og * geo.colRows
-                        if let dw {
-                            // dW_g += dY_g · colsᵀ
-                            let colPtr: UnsafePointer<Float>
-                            if let cols { im2col(xin, geo, channels: geo.cg, cols.storage.pointer); colPtr = UnsafePointer(cols.storage.pointer) } else { colPtr = UnsafePointer(xin) }
-                            sgemm(transA: false, transB: true, m: geo.og, n: geo.colRows, k: p, a: gout, lda: p,
-                                  b: colPtr, ldb: p, beta: 1, c: dw.storage.pointer + gi * geo.og * geo.colRows, ldc: geo.colRows)
-                        }
-                        if let dx {
-                            let dxin = dx.storage.pointer + b * inPlane + gi * geo.cg * geo.inH * geo.inW
-                            if let cols {
-                                // dcols = W_gᵀ · dY_g, then scatter back
-                                sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
-                                      b: gout, ldb: p, c: cols.storage.pointer, ldc: p)
-                                col2im(cols.storage.pointer, geo, channels: geo.cg, dxin)
-                            } else {
-                                sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
-                                      b: gout, ldb: p, beta: 1, c: dxin, ldc: p)
-                            }
-                        }
-                    }
-                }
-                withExtendedLifetime(cols) {}  // read through pointers by the GEMMs and col2im
             }
             var grads: [Tensor?] = [dx, dw]
             if bias != nil { grads.append(g.sum(axes: [0, 2, 3])) }

@@ -100,7 +100,7 @@ final class ForwardTests: XCTestCase {
             v += 0.000_731
         }
         XCTAssertLessThan(worstTanh, 5e-7, "fastTanh worst relative error")
-        XCTAssertLessThan(worstErf, 2e-7, "fastErf worst absolute error")
+        XCTAssertLessThan(worstErf, 5e-7, "fastErf worst absolute error")
         for v: Float in [1e-6, 1e-3, 0.1, 0.3, 0.49] {
             XCTAssertEqual(Double(fastErf(v)), Foundation.erf(Double(v)), accuracy: 1e-6 * Foundation.erf(Double(v)), "erf relative at \(v)")
         }

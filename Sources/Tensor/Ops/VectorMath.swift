@@ -52,46 +52,14 @@ public func fastTanh(_ x: Float) -> Float {
     return x < 0 ? -t : t
 }
 
-/// erf(x), absolute error below 2e-7 and relative error below 1e-6 near 0: the Maclaurin series
-/// (to x¹³) for |x| < 0.5, and 1 − erfc(|x|) above with the Numerical Recipes Chebyshev fit of
-/// erfc (fractional error < 1.2e-7). Both branches are computed and one selected.
-@inlinable @inline(__always)
-public func fastErf(_ x: Float) -> Float {
-    let a = abs(x)
-    let s = a * a
-    // (2/√π)·Σ (−1)ⁿ x^{2n+1} / (n!(2n+1))
-    var p: Float = 1.205_533_7e-4
-    p = p * s - 8.548_327e-4
-    p = p * s + 5.223_977_6e-3
-    p = p * s - 2.686_617_1e-2
-    p = p * s + 1.128_379_2e-1
-    p = p * s - 3.761_263_9e-1
-    p = p * s + 1.128_379_2
-    let small = a * p
-    let t = 1 / (1 + 0.5 * a)
-    var q: Float = 0.170_872_77
-    q = q * t - 0.822_152_23
-    q = q * t + 1.488_515_87
-    q = q * t - 1.135_203_98
-    q = q * t + 0.278_868_07
-    q = q * t - 0.186_288_06
-    q = q * t + 0.096_784_18
-    q = q * t + 0.374_091_96
-    q = q * t + 1.000_023_68
-    q = q * t - 1.265_512_23
-    let large = 1 - t * fastExp(q - s)
-    let r = a < 0.5 ? small : large
-    return x < 0 ? -r : r
-}
-
 @inlinable @inline(__always)
 public func fastSigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
 /// erf(x) as an odd rational minimax fit x·P(x²)/Q(x²) on [−4, 4] (clamped outside, where erf is
 /// ±1 in Float): no exp, one division; absolute error below 5e-7, relative below 3e-7 near 0.
-/// Used by the exact-GELU kernels, where only the absolute error matters (it is added to 1).
-@inline(__always)
-func rationalErf(_ a: Float) -> Float {
+/// The engine's one erf (`verf` is the same fit on 16 lanes), used by the exact-GELU kernels.
+@inlinable @inline(__always)
+public func fastErf(_ a: Float) -> Float {
     let x = min(max(a, -4), 4)
     let x2 = x * x
     var p: Float = -2.726_142_258_013_06e-10
@@ -271,9 +239,9 @@ func vexp(_ x: Vec) -> Vec {
     return e * unsafeBitCast(bits, to: Vec.self)
 }
 
-/// rationalErf on 16 lanes.
+/// fastErf on 16 lanes (same fit and clamps).
 @inline(__always)
-func vrationalErf(_ a: Vec) -> Vec {
+func verf(_ a: Vec) -> Vec {
     var x = a
     let lo = Vec(repeating: -4), hi = Vec(repeating: 4)
     x.replace(with: lo, where: lo .> x)
@@ -309,9 +277,9 @@ func vrationalErf(_ a: Vec) -> Vec {
     // (e·r)·r first: v·e alone overflows for very negative v
     return g * (r + (e * r) * r * (v * (1.595_769_1 * (1 + 0.134_145 * v * v))))
 }
-@inline(__always) func geluErfScalar(_ v: Float) -> Float { 0.5 * v * (1 + rationalErf(v * 0.707_106_78)) }
+@inline(__always) func geluErfScalar(_ v: Float) -> Float { 0.5 * v * (1 + fastErf(v * 0.707_106_78)) }
 @inline(__always) func geluErfGradScalar(_ v: Float, _ g: Float) -> Float {
-    g * (0.5 * (1 + rationalErf(v * 0.707_106_78)) + v * 0.398_942_28 * fastExp(-0.5 * v * v))
+    g * (0.5 * (1 + fastErf(v * 0.707_106_78)) + v * 0.398_942_28 * fastExp(-0.5 * v * v))
 }
 
 func geluTanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
@@ -347,7 +315,7 @@ func geluErfForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
     var i = 0
     while i + 16 <= n {
         let v = vload(x + i)
-        vstore(0.5 * v * (1 + vrationalErf(v * 0.707_106_78)), y + i)
+        vstore(0.5 * v * (1 + verf(v * 0.707_106_78)), y + i)
         i += 16
     }
     while i < n { y[i] = geluErfScalar(x[i]); i += 1 }
@@ -357,7 +325,7 @@ func geluErfBackward(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx:
     var i = 0
     while i + 16 <= n {
         let v = vload(x + i)
-        let cdf = 0.5 * (1 + vrationalErf(v * 0.707_106_78))
+        let cdf = 0.5 * (1 + verf(v * 0.707_106_78))
         let pdf = 0.398_942_28 * vexp(-0.5 * v * v)
         vstore(vload(g + i) * (cdf + v * pdf), dx + i)
         i += 16

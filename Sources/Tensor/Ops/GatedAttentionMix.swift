@@ -1,4 +1,4 @@
-// ConViT's gated attention map (GPSA, arXiv:2103.10697 §3; used by Sources/Models/Families/ConViTGPSA.swift),
+// ConViT's gated attention map (GPSA, docs/models.md §6.3; used by Sources/Models/Families/ConViTGPSA.swift),
 // forward and backward, on the shared row kernels: the content softmax is `softmaxRowInPlace`, its backward
 // `softmaxBackwardRow`, and the reductions are VectorMath's blocked `vdot`/`vsum`.
 

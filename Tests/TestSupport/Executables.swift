@@ -1,4 +1,5 @@
 import Foundation
+import XCTest
 
 /// Executables the end-to-end tests run: the `zoo` built beside the test bundle, and OpenMPI's `mpirun`.
 public enum BuiltExecutables {
@@ -22,5 +23,36 @@ public enum BuiltExecutables {
             if FileManager.default.isExecutableFile(atPath: p) { return p }
         }
         return nil
+    }
+}
+
+extension BuiltExecutables {
+    /// Runs the built `zoo` with `arguments`, killing it after `timeout` seconds (a hang is then a
+    /// failure, not a stuck suite). Skips the test when `zoo` is not built.
+    public static func runZoo(_ arguments: [String], timeout: TimeInterval = 120) throws -> (status: Int32, output: String, timedOut: Bool) {
+        guard let path = zoo else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("the zoo executable was not built beside the tests") }
+            throw XCTSkip("the zoo executable is not beside the test bundle; build it first")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("zoo-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: output) }
+        let handle = try FileHandle(forWritingTo: output)
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        var timedOut = false
+        while p.isRunning {
+            if Date() > deadline { timedOut = true; p.terminate(); break }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        p.waitUntilExit()
+        try? handle.close()
+        let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        return (p.terminationStatus, text, timedOut)
     }
 }

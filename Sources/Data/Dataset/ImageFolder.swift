@@ -7,7 +7,7 @@ import Darwin
 /// An ImageNet-layout folder split: `<root>/<split>/<class>/<image>`.
 ///
 /// Classes are the sub-folders of the split sorted by byte-wise name order and numbered 0…C−1;
-/// images inside a class are sorted by byte-wise file name; the unshuffled sample order is class by
+/// images inside a class are sorted by byte-wise file name (names are bytes, see `RawPath`); the unshuffled sample order is class by
 /// class (MindCV's `ImageFolderDataset` order).
 ///
 /// Differences from MindCV, all deliberate: only files ending in `.jpg`, `.jpeg` or `.png` (any case)
@@ -19,10 +19,12 @@ import Darwin
 public struct ImageFolder: ImageDataset {
     /// `<root>/<split>`.
     public let directory: String
-    /// Class folder names, sorted; label `k` is `classes[k]`.
+    /// Class folder names, sorted; label `k` is `classes[k]` (bytes that are not UTF-8 as `\xNN`).
     public let classes: [String]
-    /// File names relative to their class folder, in sample order.
-    private let fileNames: [String]
+    /// Class folder names as stored, in label order.
+    private let classBytes: [[UInt8]]
+    /// File names relative to their class folder, as stored, in sample order.
+    private let fileNames: [[UInt8]]
     private let labels: [Int32]
 
     /// Extensions (lower-cased) that are read as images.
@@ -36,21 +38,24 @@ public struct ImageFolder: ImageDataset {
         try self.init(directory: dir, expectedClasses: expectedClasses)
     }
 
-    /// Scans a split folder given directly (`directory/<class>/<image>`).
+    /// Scans a split folder given directly (`directory/<class>/<image>`). Names are handled as bytes:
+    /// a file whose name is not UTF-8 is read like any other. Entries that are not regular files
+    /// (FIFOs, devices) are kept as samples and refused, without blocking, when read.
     public init(directory dir: String, expectedClasses: [String]? = nil) throws(DataError) {
-        switch Self.kind(of: dir) {
+        let root = RawPath(dir)
+        switch Self.kind(of: root) {
         case .missing: throw .missingSplit(path: dir)
         case .file: throw .notADirectory(path: dir)
         case .directory: break
         }
-        let entries = try Self.list(dir)
-        var classNames: [String] = []
-        for entry in entries where !entry.name.hasPrefix(".") {
-            if entry.isDirectory ?? (Self.kind(of: Self.join(dir, entry.name)) == .directory) {
-                classNames.append(entry.name)
+        var classFolders: [[UInt8]] = []
+        for entry in try Self.list(root) where entry.name.first != 0x2E {
+            if entry.isDirectory ?? (Self.kind(of: root.appending(entry.name)) == .directory) {
+                classFolders.append(entry.name)
             }
         }
-        classNames.sort(by: Self.byteOrder)
+        classFolders.sort { $0.lexicographicallyPrecedes($1) }
+        let classNames = classFolders.map { RawPath.displayName($0) }
         guard !classNames.isEmpty else { throw .noClasses(path: dir) }
         if let expected = expectedClasses, expected != classNames {
             let have = Set(classNames), want = Set(expected)
@@ -58,18 +63,18 @@ public struct ImageFolder: ImageDataset {
                                  missing: expected.filter { !have.contains($0) },
                                  unexpected: classNames.filter { !want.contains($0) })
         }
-        var names: [String] = []
+        var names: [[UInt8]] = []
         var labels: [Int32] = []
         var empty: [String] = []
-        for (label, cls) in classNames.enumerated() {
-            let classDir = Self.join(dir, cls)
-            var files: [String] = []
-            for entry in try Self.list(classDir) where !entry.name.hasPrefix(".") && Self.isImageName(entry.name) {
-                let isFile = entry.isDirectory.map { !$0 } ?? (Self.kind(of: Self.join(classDir, entry.name)) == .file)
+        for (label, cls) in classFolders.enumerated() {
+            let classDir = root.appending(cls)
+            var files: [[UInt8]] = []
+            for entry in try Self.list(classDir) where entry.name.first != 0x2E && Self.isImageName(entry.name) {
+                let isFile = entry.isDirectory.map { !$0 } ?? (Self.kind(of: classDir.appending(entry.name)) == .file)
                 if isFile { files.append(entry.name) }
             }
-            if files.isEmpty { empty.append(classDir); continue }
-            files.sort(by: Self.byteOrder)
+            if files.isEmpty { empty.append(classDir.description); continue }
+            files.sort { $0.lexicographicallyPrecedes($1) }
             names.append(contentsOf: files)
             labels.append(contentsOf: repeatElement(Int32(label), count: files.count))
         }
@@ -77,17 +82,20 @@ public struct ImageFolder: ImageDataset {
         if let first = empty.first { throw .emptyClass(path: first) }
         directory = dir
         classes = classNames
+        classBytes = classFolders
         fileNames = names
         self.labels = labels
     }
 
     public var count: Int { fileNames.count }
     public func label(at index: Int) -> Int { Int(labels[index]) }
-    public func path(at index: Int) -> String {
-        Self.join(Self.join(directory, classes[Int(labels[index])]), fileNames[index])
+    /// The file of sample `index` as stored (open it by these bytes).
+    public func rawPath(at index: Int) -> RawPath {
+        RawPath(directory).appending(classBytes[Int(labels[index])]).appending(fileNames[index])
     }
+    public func path(at index: Int) -> String { rawPath(at: index).description }
     public func image(at index: Int, decoder: ImageDecoder) throws(DataError) -> RGBImage {
-        try decoder.decode(contentsOf: path(at: index))
+        try decoder.decode(contentsOf: rawPath(at: index))
     }
 
     /// All samples as (path, label), in sample order.
@@ -104,14 +112,13 @@ public struct ImageFolder: ImageDataset {
 
     // MARK: - File system helpers
 
-    static func isImageName(_ name: String) -> Bool {
-        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return false }
-        return imageExtensions.contains(name[name.index(after: dot)...].lowercased())
+    static func isImageName(_ name: [UInt8]) -> Bool {
+        guard let dot = name.lastIndex(of: 0x2E), dot != name.startIndex else { return false }
+        let ext = String(decoding: name[(dot + 1)...], as: UTF8.self)
+        return imageExtensions.contains(ext.lowercased())
     }
 
-    static func byteOrder(_ a: String, _ b: String) -> Bool {
-        a.utf8.lexicographicallyPrecedes(b.utf8)
-    }
+    static func isImageName(_ name: String) -> Bool { isImageName(Array(name.utf8)) }
 
     static func join(_ a: String, _ b: String) -> String {
         if a.isEmpty { return b }
@@ -121,29 +128,33 @@ public struct ImageFolder: ImageDataset {
     enum Kind { case missing, file, directory }
 
     /// What is at `path`, following symbolic links.
-    static func kind(of path: String) -> Kind {
+    static func kind(of path: RawPath) -> Kind {
         var info = stat()
-        guard stat(path, &info) == 0 else { return .missing }
+        let found = path.withCString { p in p.map { stat($0, &info) == 0 } ?? false }
+        guard found else { return .missing }
         return (info.st_mode & S_IFMT) == S_IFDIR ? .directory : .file
     }
 
     struct Entry {
-        let name: String
+        /// The name as stored (not necessarily UTF-8).
+        let name: [UInt8]
         /// From `d_type`; nil when the file system does not say (or for symbolic links).
         let isDirectory: Bool?
     }
 
-    static func list(_ dir: String) throws(DataError) -> [Entry] {
-        guard let handle = opendir(dir) else { throw .unreadable(path: dir, reason: errnoText()) }
+    static func list(_ dir: RawPath) throws(DataError) -> [Entry] {
+        guard let handle = dir.withCString({ p in p.flatMap { opendir($0) } }) else {
+            throw .unreadable(path: dir.description, reason: errnoText())
+        }
         defer { closedir(handle) }
         var entries: [Entry] = []
         while let ent = readdir(handle) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> String in
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw -> [UInt8] in
                 let bytes = raw.bindMemory(to: UInt8.self)
                 let end = bytes.firstIndex(of: 0) ?? bytes.count
-                return String(decoding: bytes[..<end], as: UTF8.self)
+                return Array(bytes[..<end])
             }
-            if name == "." || name == ".." { continue }
+            if name == [0x2E] || name == [0x2E, 0x2E] { continue }
             let type = Int32(ent.pointee.d_type)
             let isDirectory: Bool?
             switch type {

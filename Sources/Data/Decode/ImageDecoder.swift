@@ -57,24 +57,41 @@ public final class ImageDecoder {
 
     /// Reads and decodes the image file at `path`.
     public func decode(contentsOf path: String) throws(DataError) -> RGBImage {
-        try decode(try Self.readFile(path), path: path)
+        try decode(contentsOf: RawPath(path))
+    }
+
+    /// Reads and decodes the image file at `path` (bytes, not necessarily UTF-8).
+    public func decode(contentsOf path: RawPath) throws(DataError) -> RGBImage {
+        try decode(try Self.readFile(path), path: path.description)
     }
 
     /// Reads a whole file (refusing files over `maxFileBytes`).
     public static func readFile(_ path: String) throws(DataError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        try readFile(RawPath(path))
+    }
+
+    /// Reads a whole regular file (refusing files over `maxFileBytes`). Anything else — a FIFO, a
+    /// device such as `/dev/zero`, a folder, directly or through a link — is refused without
+    /// blocking: the file is opened non-blocking and checked before a byte is read.
+    public static func readFile(_ rawPath: RawPath) throws(DataError) -> [UInt8] {
+        let path = rawPath.description
+        let fd = rawPath.withCString { p in p.map { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) } ?? -2 }
+        guard fd != -2 else { throw .unreadable(path: path, reason: "the path contains a NUL byte") }
         guard fd >= 0 else { throw .unreadable(path: path, reason: errnoText()) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw .unreadable(path: path, reason: errnoText()) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw .unreadable(path: path, reason: "not a regular file") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw .unreadable(path: path, reason: "not a regular file (\(fileKind(info.st_mode)))")
+        }
         let size = Int(info.st_size)
         guard size <= maxFileBytes else { throw .unreadable(path: path, reason: "file is larger than \(maxFileBytes) bytes") }
         var failure: String?
         let bytes = [UInt8](unsafeUninitializedCapacity: max(size, 1)) { buffer, count in
             var done = 0
+            guard let base = buffer.baseAddress else { count = 0; return }
             while done < size {
-                let n = read(fd, buffer.baseAddress! + done, size - done)
+                let n = read(fd, base + done, size - done)
                 if n < 0 {
                     if errno == EINTR { continue }
                     failure = errnoText()
@@ -87,6 +104,18 @@ public final class ImageDecoder {
         }
         if let failure { throw .unreadable(path: path, reason: failure) }
         return bytes
+    }
+}
+
+/// What kind of file `mode` describes, for messages.
+func fileKind(_ mode: mode_t) -> String {
+    switch mode & S_IFMT {
+    case S_IFIFO: return "a FIFO"
+    case S_IFCHR: return "a character device"
+    case S_IFBLK: return "a block device"
+    case S_IFDIR: return "a folder"
+    case S_IFSOCK: return "a socket"
+    default: return "not a regular file"
     }
 }
 

@@ -21,7 +21,7 @@ public struct Batch: Sendable {
     public var count: Int { labels.count }
 }
 
-/// A sample that failed to load during an epoch and was replaced.
+/// A sample that failed to load during an epoch (replaced by another, or left out in evaluation).
 public struct SkippedSample: Sendable, Equatable {
     /// Local position in the epoch where it was met.
     public var position: Int
@@ -34,13 +34,16 @@ public struct SkippedSample: Sendable, Equatable {
 public struct EpochSummary: Sendable {
     public var epoch: Int
     public var batches: Int
+    /// Samples delivered in batches.
     public var samples: Int
+    /// Whether failed samples were left out (evaluation) rather than replaced (training).
+    public var droppedFailures: Bool = false
     /// Every failed load, in epoch order (a file met twice is listed twice).
     public var skipped: [SkippedSample]
     /// Wall-clock seconds from the start of the epoch to its last batch.
     public var seconds: Double
 
-    /// Number of failed loads (each replaced by another sample).
+    /// Number of failed loads (each replaced by another sample, or left out with `droppedFailures`).
     public var skippedCount: Int { skipped.count }
     /// Distinct paths that failed, sorted.
     public var skippedPaths: [String] { Array(Set(skipped.map(\.path))).sorted() }

@@ -26,6 +26,9 @@ public struct LoaderOptions: Sendable, Equatable {
     public var padShards: Bool = true
     /// `strict_data`: a corrupt image stops the epoch with an error instead of being replaced.
     public var strictData: Bool = false
+    /// Leave a sample that fails to load out of its batch instead of replacing it (evaluation: the
+    /// metric then covers exactly the images that were read, and the summary lists the others).
+    public var dropFailedSamples: Bool = false
     /// Random replacements tried for one failed sample before giving up.
     public var maxReplacementAttempts: Int = 10
 
@@ -48,10 +51,13 @@ public struct LoaderOptions: Sendable, Equatable {
         self.maxReplacementAttempts = maxReplacementAttempts
     }
 
-    /// Validation defaults: file order, no dropping, no padding.
+    /// Validation defaults: file order, no dropping, no padding, and an image that fails to load is
+    /// left out (and listed in the summary), never replaced by another.
     public static func evaluation(batchSize: Int, numParallelWorkers: Int = 8, rank: Int = 0, worldSize: Int = 1) -> LoaderOptions {
-        LoaderOptions(batchSize: batchSize, shuffle: false, dropRemainder: false, numParallelWorkers: numParallelWorkers,
-                      rank: rank, worldSize: worldSize, padShards: false)
+        var options = LoaderOptions(batchSize: batchSize, shuffle: false, dropRemainder: false, numParallelWorkers: numParallelWorkers,
+                                    rank: rank, worldSize: worldSize, padShards: false)
+        options.dropFailedSamples = true
+        return options
     }
 }
 
@@ -64,8 +70,9 @@ public struct LoaderOptions: Sendable, Equatable {
 /// is the same bit for bit whatever the number of workers or their timing.
 ///
 /// A sample that fails to load (corrupt, truncated, unreadable, not an image) is recorded in the
-/// epoch summary and replaced by a random other sample (seeded as well); with `strictData` the epoch
-/// fails with the error instead.
+/// epoch summary and replaced by a random other sample (seeded as well); with `dropFailedSamples`
+/// (evaluation) it is left out of its batch instead, so batches may be smaller and a batch whose
+/// every sample failed is not delivered; with `strictData` the epoch fails with the error.
 ///
 /// ```swift
 /// let loader = try DataLoader(dataset: train, transform: trainTransform, options: options, mixup: mixup)
@@ -157,6 +164,8 @@ final class PendingBatch: @unchecked Sendable {
     var labels: [Int]
     var paths: [String]
     var indices: [Int]
+    /// False for slots whose sample failed and is left out (`dropFailedSamples`).
+    var loaded: [Bool]
     var remaining: Int
 
     init(size: Int, channels: Int, height: Int, width: Int) {
@@ -164,6 +173,7 @@ final class PendingBatch: @unchecked Sendable {
         labels = [Int](repeating: 0, count: size)
         paths = [String](repeating: "", count: size)
         indices = [Int](repeating: 0, count: size)
+        loaded = [Bool](repeating: true, count: size)
         remaining = size
     }
 }
@@ -190,6 +200,7 @@ final class EpochState: @unchecked Sendable {
     private var activeWorkers = 0
     private var finishedAt: Date?
     private var delivered = 0
+    private var deliveredSamples = 0
     /// The consumer thread's decoder when `numParallelWorkers` is 0 (only touched by the consumer).
     private var inlineDecoder: ImageDecoder?
 
@@ -228,7 +239,7 @@ final class EpochState: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         let end = finishedAt ?? Date()
-        return EpochSummary(epoch: epoch, batches: delivered, samples: min(delivered * batchSize, sampleCount),
+        return EpochSummary(epoch: epoch, batches: delivered, samples: deliveredSamples, droppedFailures: loader.options.dropFailedSamples,
                             skipped: skipped.enumerated()
                                 .sorted { ($0.element.position, $0.offset) < ($1.element.position, $1.offset) }
                                 .map(\.element),
@@ -237,7 +248,15 @@ final class EpochState: @unchecked Sendable {
 
     // MARK: Consumer
 
+    /// The next batch that holds at least one sample (with `dropFailedSamples` a batch may lose all).
     func nextBatch() throws(DataError) -> Batch? {
+        while let batch = try nextAssembledBatch() {
+            if batch.count > 0 { return batch }
+        }
+        return nil
+    }
+
+    private func nextAssembledBatch() throws(DataError) -> Batch? {
         let inline = loader.options.numParallelWorkers == 0
         if inline {
             // Build the next batch on this thread.
@@ -265,9 +284,12 @@ final class EpochState: @unchecked Sendable {
             }
             if let batch = ready.removeValue(forKey: consumed) {
                 consumed += 1
-                delivered += 1
                 if consumed == batchCount { finishedAt = Date() }
                 condition.broadcast()
+                if batch.count > 0 {
+                    delivered += 1
+                    deliveredSamples += batch.count
+                }
                 return batch
             }
             if consumed >= batchCount {
@@ -333,6 +355,7 @@ final class EpochState: @unchecked Sendable {
         batch.labels[slot] = result.label
         batch.paths[slot] = result.path
         batch.indices[slot] = result.index
+        batch.loaded[slot] = !result.dropped
         batch.remaining -= 1
         let complete = batch.remaining == 0
         let batchIndex = position / batchSize
@@ -355,6 +378,8 @@ final class EpochState: @unchecked Sendable {
         var path = ""
         var skipped: [SkippedSample] = []
         var error: DataError?
+        /// The sample failed and is left out of its batch.
+        var dropped = false
     }
 
     /// Loads sample `position` (replacing it if it fails) and transforms it into `output`.
@@ -384,6 +409,10 @@ final class EpochState: @unchecked Sendable {
                 let skip = SkippedSample(position: position, path: path, reason: error.description)
                 result.skipped.append(skip)
                 loader.onSkippedSample?(skip)
+                if options.dropFailedSamples {
+                    result.dropped = true
+                    return result
+                }
                 if attempts >= options.maxReplacementAttempts {
                     result.error = .replacementFailed(path: dataset.path(at: order.indices[position]), attempts: attempts)
                     return result
@@ -397,10 +426,23 @@ final class EpochState: @unchecked Sendable {
         }
     }
 
-    /// Turns an assembled batch into a `Batch`, mixing it when configured.
+    /// Turns an assembled batch into a `Batch` (without the samples left out), mixing it when configured.
     private func finish(_ pending: PendingBatch, index: Int) -> Batch {
         var batch = Batch(index: index, images: pending.images, labels: pending.labels, targets: nil, mixing: nil,
                           paths: pending.paths, sampleIndices: pending.indices)
+        let kept = pending.loaded.indices.filter { pending.loaded[$0] }
+        if kept.count < pending.loaded.count {
+            batch.labels = kept.map { pending.labels[$0] }
+            batch.paths = kept.map { pending.paths[$0] }
+            batch.sampleIndices = kept.map { pending.indices[$0] }
+            guard !kept.isEmpty else { return batch }
+            let sample = 3 * height * width
+            let images = Tensor(uninitializedShape: [kept.count, 3, height, width])
+            for (to, from) in kept.enumerated() {
+                (images.storage.pointer + to * sample).update(from: pending.images.storage.pointer + from * sample, count: sample)
+            }
+            batch.images = images
+        }
         if let mixup = loader.mixup {
             let options = loader.options
             var rng = DataSeeds.generator(options.seed, epoch: epoch, position: index &* options.worldSize &+ options.rank,

@@ -238,7 +238,8 @@ extension ModelRegistry {
         ModelEntry(name: name, family: "convit",
                    dataConfig: DataConfig(inputSize: [3, 224, 224], cropPct: crop, interpolation: "bicubic",
                                           firstConv: "patch_embed.proj", classifier: "head"),
-                   countingRule: .total, defaultImageSize: 224, defaultDropPathRate: 0.1) { options in
+                   countingRule: .total, defaultImageSize: 224, defaultDropPathRate: 0.1,
+                   geometry: config.inputGeometry) { options in
             ConViT(config: config.with(numerics: options.numerics), options: options)
         }
     }

@@ -451,7 +451,7 @@ extension ModelRegistry {
                    // The original code evaluates like DeiT: bicubic resize to 256, centre crop 224.
                    timmDataConfig: DataConfig(inputSize: [3, 224, 224], cropPct: 0.875, interpolation: "bicubic",
                                               firstConv: "patch_embed1.proj", classifier: "head"),
-                   countingRule: .total, defaultImageSize: 224) { options in
+                   countingRule: .total, defaultImageSize: 224, geometry: config.inputGeometry) { options in
             PyramidVisionTransformer(config: config.with(numerics: options.numerics), options: options)
         }
     }

@@ -236,7 +236,7 @@ extension ModelRegistry {
         ModelEntry(name: name, family: "pit",
                    dataConfig: DataConfig(inputSize: [3, 224, 224], cropPct: crop, interpolation: "bicubic",
                                           firstConv: "patch_embed.conv", classifier: "head"),
-                   countingRule: .total, defaultImageSize: 224) { options in
+                   countingRule: .total, defaultImageSize: 224, geometry: config.inputGeometry) { options in
             PiT(config: config.with(numerics: options.numerics), options: options)
         }
     }

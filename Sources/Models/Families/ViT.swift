@@ -281,7 +281,7 @@ extension ModelRegistry {
                        timmDataConfig: DataConfig(inputSize: [3, size, size], cropPct: size == 384 ? 1 : 0.9, interpolation: "bicubic",
                                                   mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
                                                   firstConv: "patch_embed.proj", classifier: "head"),
-                       countingRule: .headExcluded, defaultImageSize: size) { options in
+                       countingRule: .headExcluded, defaultImageSize: size, geometry: make(size).inputGeometry) { options in
                 ViT(config: make(size).with(numerics: options.numerics), options: options)
             }
         }

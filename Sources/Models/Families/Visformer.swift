@@ -427,7 +427,7 @@ extension ModelRegistry {
                    dataConfig: DataConfig(inputSize: [3, 224, 224], cropPct: 0.875, interpolation: "bicubic",
                                           firstConv: "stem.0", classifier: "head"),
                    countingRule: .withBufferStatistics, defaultImageSize: 224,
-                   defaultDropPathRate: dropPath) { options in
+                   defaultDropPathRate: dropPath, geometry: config.inputGeometry) { options in
             Visformer(config: config.with(numerics: options.numerics), options: options)
         }
     }

@@ -56,22 +56,25 @@ public struct ModelEntry: Sendable {
     /// The family's builder, which follows `ModelOptions.numerics`.
     let builder: @Sendable (ModelOptions) -> any Classifier
 
+    /// The input sides the family accepts and the stage grids they give (InputGeometry.swift).
+    public let geometry: InputGeometry?
+
     public init(name: String, family: String, dataConfig: DataConfig, timmDataConfig: DataConfig? = nil,
                 countingRule: ParamCountingRule, defaultImageSize: Int = 224, defaultDropPathRate: Float = 0,
-                numerics: Numerics? = nil, build: @escaping @Sendable (ModelOptions) -> any Classifier) {
+                numerics: Numerics? = nil, geometry: InputGeometry? = nil, build: @escaping @Sendable (ModelOptions) -> any Classifier) {
         self.name = name; self.family = family; self.mindcvDataConfig = dataConfig; self.countingRule = countingRule
         var timm = dataConfig
         timm.cropPct = 0.9; timm.interpolation = "bicubic"
         self.timmDataConfig = timmDataConfig ?? timm
         self.defaultImageSize = defaultImageSize; self.defaultDropPathRate = defaultDropPathRate
-        self.numerics = numerics; self.builder = build
+        self.numerics = numerics; self.geometry = geometry; self.builder = build
     }
 
     /// The evaluation data config of the entry's numerics.
     public var dataConfig: DataConfig { numerics == .timm ? timmDataConfig : mindcvDataConfig }
 
     /// Builds the variant with the given construction options (the entry's fixed numerics, if any,
-    /// override `options.numerics`).
+    /// override `options.numerics`), unchecked: `make` checks the image size first.
     public var build: @Sendable (ModelOptions) -> any Classifier {
         let builder = self.builder, fixed = numerics
         return { options in
@@ -85,7 +88,7 @@ public struct ModelEntry: Sendable {
     public func with(numerics: Numerics?, name: String? = nil) -> ModelEntry {
         ModelEntry(name: name ?? self.name, family: family, dataConfig: mindcvDataConfig, timmDataConfig: timmDataConfig,
                    countingRule: countingRule, defaultImageSize: defaultImageSize, defaultDropPathRate: defaultDropPathRate,
-                   numerics: numerics, build: builder)
+                   numerics: numerics, geometry: geometry, build: builder)
     }
 
     public var published: PublishedFigures? { ModelRegistry.published[name] }
@@ -135,7 +138,7 @@ public enum ModelRegistry {
 
     /// Builds a registered (or timm) model by name.
     public static func create(_ name: String, options: ModelOptions = ModelOptions()) throws -> any Classifier {
-        try entry(name).build(options)
+        try entry(name).make(options)
     }
 
     /// The published figures of record (docs/published.md).

@@ -4,18 +4,23 @@ import Models
 import Tensor
 
 /// Counts from evaluating a model on a split. Kept as sums so ranks can add theirs together.
-public struct EvaluationCounts: Codable, Sendable, Equatable {
+public struct EvaluationCounts: Sendable, Equatable {
     public var images: Int = 0
     public var correctTop1: Int = 0
     public var correctTop5: Int = 0
     /// Sum over images of the cross-entropy (no label smoothing).
     public var lossSum: Double = 0
     public var seconds: Double = 0
+    /// Images that could not be read and are left out of every figure (never replaced).
+    public var skippedImages: Int = 0
+    /// Their paths (this process's; ranks add only the count), with the reason.
+    public var skipped: [SkippedSample] = []
 
     public init() {}
 
     public mutating func add(_ o: EvaluationCounts) {
         images += o.images; correctTop1 += o.correctTop1; correctTop5 += o.correctTop5; lossSum += o.lossSum
+        skippedImages += o.skippedImages; skipped += o.skipped
         seconds = max(seconds, o.seconds)
     }
 
@@ -84,11 +89,14 @@ public enum Evaluator {
         var i = 0
         while let batch = try epoch.next() {
             let logits = withNoGrad { model(batch.images) }
+            try EvaluationError.checkLabels(batch, classes: logits.shape[1])
             Metrics.accumulate(logits: logits, labels: batch.labels, into: &counts)
             i += 1
             progress?(i, loader.batchesPerEpoch)
         }
         counts.seconds = Date().timeIntervalSince(start)
+        counts.skipped = epoch.summary.skipped
+        counts.skippedImages = counts.skipped.count
         return counts
     }
 }

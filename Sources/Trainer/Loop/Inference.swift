@@ -91,15 +91,21 @@ public final class InferenceSession {
     public let numClasses: Int
     /// Whether the checkpoint's EMA weights were loaded (runs trained with `ema: True`).
     public let usesEMA: Bool
+    /// The weights file loaded (nil with random weights).
+    public let weightsPath: String?
 
     /// Builds `modelName` sized for the checkpoint (class count from its classifier, input size
     /// from the settings) and loads the weights strictly. Without a checkpoint the model keeps its
-    /// initial weights (useful for smoke tests only).
+    /// initial weights, and only when `randomWeights` asks for it (smoke tests). Settings, the input
+    /// size and the weights' values are checked first (docs/input-validation.md).
     /// `numerics` (else the run's recipe, else the name's own) also picks the data config.
     public init(modelName: String, checkpoint: String?, settings: EvalSettings = EvalSettings(), classes: Int? = nil,
-                numerics: Numerics? = nil) throws {
+                numerics: Numerics? = nil, randomWeights: Bool = false, batchSize: Int = 1) throws {
         var entry = try ModelRegistry.entry(modelName)
+        try settings.check()
+        guard checkpoint != nil || randomWeights else { throw EvaluationError.noWeights(model: modelName) }
         let info = try checkpoint.map { try CheckpointInfo(path: $0, modelName: modelName) }
+        if let info { try EvaluationError.checkFinite(info.weights, source: info.weightsPath) }
         if let n = numerics ?? info?.recipe?.numerics.flatMap(Numerics.init(rawValue:)) { entry = entry.with(numerics: n) }
         self.entry = entry
         let s = settings.resolved(entry: entry, recipe: info?.recipe)
@@ -109,6 +115,13 @@ public final class InferenceSession {
         usesEMA = info?.usesEMA ?? false
         let trainSize = info?.recipe?.imageResize ?? s.size
         let options = ModelOptions(numClasses: numClasses, inChannels: info?.recipe?.inChannels ?? 3, imageSize: trainSize)
+        try entry.checkConfiguration(options, batchSize: batchSize, training: false)
+        if s.size != trainSize {
+            // The model's position tables are sized for the training side; a larger or smaller input
+            // would run past them (the forward pass's own shape checks are compiled out).
+            throw EvaluationError.invalidSetting(key: "image_resize", reason:
+                "\(s.size) differs from the \(trainSize) px the checkpoint was trained at; evaluate at \(trainSize)")
+        }
         if let info {
             model = Initializer.withoutInitialization { entry.build(options) }
             try model.load(stateDict: info.weights, strict: true, source: info.weightsPath)
@@ -117,6 +130,7 @@ public final class InferenceSession {
         }
         model.eval()
         classNames = info?.classNames
+        weightsPath = info?.weightsPath
         transform = try EvalTransform(imageSize: s.size, cropPct: s.cropPct, interpolation: Interpolation(mindcv: s.interpolation),
                                       mean: s.mean, std: s.std)
     }
@@ -125,6 +139,10 @@ public final class InferenceSession {
     public func validate(dataDir: String, split: String = "val", batchSize: Int = 64, workers: Int = 4,
                          progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationCounts {
         let set = try ImageFolder(root: dataDir, split: split)
+        if numClasses > 0, set.classes.count > numClasses {
+            throw EvaluationError.headTooSmall(split: (dataDir as NSString).appendingPathComponent(split), folders: set.classes.count, headClasses: numClasses,
+                                               weights: weightsPath)
+        }
         if let classNames, classNames != set.classes {
             throw TrainingError.invalidRecipe(key: "data_dir", reason: "the class folders of \(dataDir)/\(split) differ from the \(classNames.count) classes the checkpoint was trained on")
         }
@@ -132,25 +150,15 @@ public final class InferenceSession {
         return try Evaluator.evaluate(model: model, loader: loader, progress: progress)
     }
 
-    /// Predictions for image files (folders are searched for .jpg/.jpeg/.png).
+    /// Predictions for image files (folders are searched for .jpg/.jpeg/.png; names are bytes).
     public func predict(_ inputs: [String], topk: Int = 5) throws -> [Prediction] {
-        var paths: [String] = []
-        for p in inputs {
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: p, isDirectory: &isDir) else { throw DataError.unreadable(path: p, reason: "no such file or folder") }
-            if isDir.boolValue {
-                let found = (FileManager.default.enumerator(atPath: p)?.allObjects as? [String] ?? [])
-                    .filter { ["jpg", "jpeg", "png"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
-                paths += found.map { (p as NSString).appendingPathComponent($0) }
-            } else {
-                paths.append(p)
-            }
-        }
+        let paths = try ImageFiles.collect(inputs)
         let decoder = ImageDecoder()
         var out: [Prediction] = []
         let h = transform.outputHeight, w = transform.outputWidth
-        for path in paths {
-            let image = try decoder.decode(contentsOf: path)
+        for rawPath in paths {
+            let path = rawPath.description
+            let image = try decoder.decode(contentsOf: rawPath)
             let x = Tensor(uninitializedShape: [1, 3, h, w])
             var rng = RandomGenerator(seed: 0)
             transform.apply(image, rng: &rng, into: x.storage.pointer)

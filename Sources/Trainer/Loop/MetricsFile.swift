@@ -6,7 +6,7 @@ import Models
 /// starts the file anew; a resumed run first drops the lines of epochs its checkpoint does not cover
 /// (a kill between this file's write and the checkpoint's would otherwise repeat an epoch's line).
 public final class MetricsFile: TrainingObserver {
-    public static let header = "epoch,train_loss,lr,val_top1,val_top5,val_loss,train_images_per_s,epoch_seconds,skipped_images"
+    public static let header = "epoch,train_loss,lr,val_top1,val_top5,val_loss,train_images_per_s,epoch_seconds,skipped_images,val_skipped_images"
     public let path: String
 
     public init(directory: String) {
@@ -40,7 +40,8 @@ public final class MetricsFile: TrainingObserver {
     static func line(_ r: EpochRecord) -> String {
         func f(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "" }
         return "\(r.epoch),\(String(format: "%.6f", r.trainLoss)),\(String(format: "%.8g", r.lr)),\(f(r.top1)),\(f(r.top5)),\(f(r.valLoss))," +
-            "\(String(format: "%.2f", r.trainImagesPerSecond)),\(String(format: "%.2f", r.seconds)),\(r.skippedImages)"
+            "\(String(format: "%.2f", r.trainImagesPerSecond)),\(String(format: "%.2f", r.seconds)),\(r.skippedImages)," +
+            (r.valSkippedImages.map(String.init) ?? "")
     }
 
     /// The lines after the header (none when the file does not exist).

@@ -6,11 +6,13 @@ import DataPipeline
 /// The pieces `TrainingRun.init` assembles from a recipe, each checked before any training work.
 enum RunSetup {
     /// The registered model with the recipe's options, its dropout generator seeded per rank.
-    static func model(_ recipe: Recipe, entry: ModelEntry, numClasses: Int, rank: Int) -> any Classifier {
+    /// The image size and the estimated memory are checked first (docs/input-validation.md).
+    static func model(_ recipe: Recipe, entry: ModelEntry, numClasses: Int, rank: Int) throws -> any Classifier {
         let options = ModelOptions(numClasses: numClasses, inChannels: recipe.inChannels, imageSize: recipe.imageResize,
                                    dropRate: Float(recipe.dropRate ?? 0),
                                    dropPathRate: Float(recipe.dropPathRate ?? Double(ModelRegistry.defaultDropPathRate(recipe.model))),
                                    seed: UInt64(truncatingIfNeeded: recipe.seed))
+        try entry.checkConfiguration(options, batchSize: recipe.batchSize, training: true)
         let model = entry.build(options)
         model.state.generator = RandomGenerator(seed: UInt64(truncatingIfNeeded: recipe.seed) &+ 0x5eed_d40b &+ UInt64(rank))
         return model

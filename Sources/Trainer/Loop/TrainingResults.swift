@@ -27,6 +27,8 @@ public struct EpochRecord: Codable, Sendable, Equatable {
     public var trainImagesPerSecond: Double
     public var seconds: Double
     public var skippedImages: Int
+    /// Validation images that could not be read and were left out of top-1/top-5 (nil: no validation).
+    public var valSkippedImages: Int? = nil
 }
 
 /// What a finished run reports.

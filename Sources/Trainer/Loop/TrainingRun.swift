@@ -53,7 +53,7 @@ public final class TrainingRun {
         valSet = recipe.valWhileTrain ? try ImageFolder(root: recipe.dataDir, split: recipe.valSplit, expectedClasses: trainSet.classes) : nil
         entry = try ModelRegistry.entry(recipe.model, numerics: recipe.numerics.flatMap(Numerics.init(rawValue:)))
         let numClasses = try RunSetup.numClasses(recipe, trainSet: trainSet)
-        model = RunSetup.model(recipe, entry: entry, numClasses: numClasses, rank: communicator.rank)
+        model = try RunSetup.model(recipe, entry: entry, numClasses: numClasses, rank: communicator.rank)
         trainLoader = try RunSetup.trainLoader(recipe, dataset: trainSet, numClasses: numClasses, communicator: communicator, log: log)
         valLoader = try valSet.map { try RunSetup.valLoader(recipe, dataset: $0, communicator: communicator) }
 
@@ -89,6 +89,7 @@ public final class TrainingRun {
             guard var record = try trainEpoch() else { break }
             if let counts = try validateIfDue() {
                 record.top1 = counts.top1; record.top5 = counts.top5; record.valLoss = counts.loss
+                record.valSkippedImages = counts.skippedImages
             }
             records.append(record)
             try observers.each { try $0.epochFinished(record) }

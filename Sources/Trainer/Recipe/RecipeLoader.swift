@@ -352,6 +352,7 @@ extension Recipe {
 
     mutating func apply(yaml: String, source: String, origins: inout Origins) throws {
         let root: Node?
+        try YAMLDepth.check(yaml, source: source)
         do { root = try Yams.compose(yaml: yaml) } catch {
             throw RecipeError(source: source, kind: .syntax("\(error)"))
         }
@@ -416,7 +417,7 @@ extension Recipe {
             if let text {
                 if ["null", "none", "~"].contains(text.lowercased()) {
                     raw = .scalar("null", quoted: false)
-                } else if text.hasPrefix("["), let node = try? Yams.compose(yaml: text) {
+                } else if text.hasPrefix("["), YAMLDepth.deepest(text).depth <= YAMLDepth.limit, let node = try? Yams.compose(yaml: text) {
                     raw = RawValue(node)
                 } else {
                     raw = .scalar(text, quoted: true)

@@ -184,27 +184,26 @@ extension PiTConfig {
     }
 }
 
-extension ViTConfig {
-    /// Non-overlapping patches: the side must be a whole number of patches.
-    public var inputGeometry: InputGeometry {
-        let config = self
-        return InputGeometry(minimumSide: patchSize, sideMultiple: patchSize, reason: "the \(patchSize)-pixel patch") { side in
-            let n = config.gridSize(imageSize: side) * config.gridSize(imageSize: side) + 1
-            return [StageShape(tokens: n, keyTokens: n, width: config.embedDim, depth: config.depth, heads: config.heads,
-                               hidden: Int(Double(config.embedDim) * config.mlpRatio))]
+extension InputGeometry {
+    /// A plain transformer on non-overlapping `patch`-pixel patches (ViT, ConViT): the side must be
+    /// a whole number of patches; one stage of `grid² + 1` tokens.
+    static func patchGrid(patch: Int, width: Int, depth: Int, heads: Int, mlpRatio: Double) -> InputGeometry {
+        InputGeometry(minimumSide: patch, sideMultiple: patch, reason: "the \(patch)-pixel patch") { side in
+            let n = (side / patch) * (side / patch) + 1
+            return [StageShape(tokens: n, keyTokens: n, width: width, depth: depth, heads: heads, hidden: Int(Double(width) * mlpRatio))]
         }
     }
 }
 
-extension ConViTConfig {
-    /// Non-overlapping patches: the side must be a whole number of patches.
+extension ViTConfig {
     public var inputGeometry: InputGeometry {
-        let config = self
-        return InputGeometry(minimumSide: patchSize, sideMultiple: patchSize, reason: "the \(patchSize)-pixel patch") { side in
-            let n = config.gridSize(imageSize: side) * config.gridSize(imageSize: side) + 1
-            return [StageShape(tokens: n, keyTokens: n, width: config.embedDim, depth: config.depth, heads: config.heads,
-                               hidden: Int(Double(config.embedDim) * config.mlpRatio))]
-        }
+        .patchGrid(patch: patchSize, width: embedDim, depth: depth, heads: heads, mlpRatio: mlpRatio)
+    }
+}
+
+extension ConViTConfig {
+    public var inputGeometry: InputGeometry {
+        .patchGrid(patch: patchSize, width: embedDim, depth: depth, heads: heads, mlpRatio: mlpRatio)
     }
 }
 

@@ -17,13 +17,13 @@ final class NumericsRecipeTests: XCTestCase {
         }
 
         // Without a checkpoint the session builds the model fresh: enough to see the choice.
-        let timm = try InferenceSession(modelName: "pit_ti", checkpoint: nil, numerics: .timm)
+        let timm = try InferenceSession(modelName: "pit_ti", checkpoint: nil, numerics: .timm, randomWeights: true)
         XCTAssertEqual(timm.entry.dataConfig.cropPct, 0.9)
         XCTAssertEqual((timm.model as? PiT)?.config.gelu, GELUApproximation.none)
-        let named = try InferenceSession(modelName: "pit_ti_224", checkpoint: nil)
+        let named = try InferenceSession(modelName: "pit_ti_224", checkpoint: nil, randomWeights: true)
         XCTAssertEqual(named.entry.numerics, .timm)
         XCTAssertEqual((named.model as? PiT)?.config.gelu, GELUApproximation.none)
-        let mindcv = try InferenceSession(modelName: "pit_ti_224", checkpoint: nil, numerics: .mindcv)
+        let mindcv = try InferenceSession(modelName: "pit_ti_224", checkpoint: nil, numerics: .mindcv, randomWeights: true)
         XCTAssertEqual(mindcv.entry.dataConfig.cropPct, 0.875)
         XCTAssertEqual((mindcv.model as? PiT)?.config.gelu, GELUApproximation.tanh)
     }

@@ -13,56 +13,12 @@ final class TrainingRunTests: XCTestCase {
 
     override func setUpWithError() throws {
         folder = try DataTempFolder("train-run")
-        // Three colour-coded classes with noise: learnable in a few steps.
-        var seed: UInt64 = 100
-        for split in ["train", "val"] {
-            for (c, cls) in ["blue", "green", "red"].enumerated() {
-                for i in 0..<(split == "train" ? 16 : 6) {
-                    seed += 1
-                    var rng = RandomGenerator(seed: seed)
-                    let image = RGBImage(width: 24, height: 24) { p in
-                        for k in 0..<(24 * 24) {
-                            for ch in 0..<3 {
-                                let base = ch == 2 - c ? 190 : 60
-                                p[k * 3 + ch] = UInt8(base + Int(rng.next() % 50))
-                            }
-                        }
-                    }
-                    try folder.write("\(split)/\(cls)/\(i).png", try ImageEncoder.png(image))
-                }
-            }
-        }
+        try TinyTraining.makeFolder(folder)
     }
 
     override func tearDownWithError() throws { folder.cleanup() }
 
-    func recipe(_ extra: [String] = []) throws -> Recipe {
-        let yaml = """
-        model: pit_ti
-        image_resize: 32
-        batch_size: 8
-        num_parallel_workers: 2
-        epoch_size: 4
-        scheduler: cosine_decay
-        lr: 0.002
-        warmup_epochs: 0
-        decay_epochs: 4
-        min_lr: 0.00001
-        opt: adamw
-        weight_decay: 0.05
-        scale: [0.8, 1.0]
-        color_jitter: 0.0
-        hflip: 0.5
-        label_smoothing: 0.1
-        val_while_train: True
-        crop_pct: 1.0
-        log_interval: 1000
-        keep_checkpoint_max: 5
-        seed: 7
-        """
-        return try Recipe.parse(yaml: yaml, source: "test.yaml",
-                                overrides: ["--data_dir", folder.path, "--ckpt_save_dir", folder.path + "/ckpt"] + extra)
-    }
+    func recipe(_ extra: [String] = []) throws -> Recipe { try TinyTraining.recipe(folder, extra) }
 
     func testTinyRunLearnsAndWritesMetricsAndCheckpoints() throws {
         let run = try TrainingRun(recipe: try recipe(), log: { _ in })
@@ -157,5 +113,59 @@ final class TrainingRunTests: XCTestCase {
             let text = "\(e)"
             XCTAssertTrue(text.contains("transformers.0.blocks.0.attn.qkv.weight: model [192, 64], checkpoint [288, 96]"), text)
         }
+    }
+}
+
+/// Three colour-coded classes with noise (16 training and 6 validation images each, 24 px), learnable
+/// in a few steps, and a tiny pit_ti recipe over them (4 epochs of 6 steps).
+enum TinyTraining {
+    static func makeFolder(_ folder: DataTempFolder) throws {
+        var seed: UInt64 = 100
+        for split in ["train", "val"] {
+            for (c, cls) in ["blue", "green", "red"].enumerated() {
+                for i in 0..<(split == "train" ? 16 : 6) {
+                    seed += 1
+                    var rng = RandomGenerator(seed: seed)
+                    let image = RGBImage(width: 24, height: 24) { p in
+                        for k in 0..<(24 * 24) {
+                            for ch in 0..<3 {
+                                let base = ch == 2 - c ? 190 : 60
+                                p[k * 3 + ch] = UInt8(base + Int(rng.next() % 50))
+                            }
+                        }
+                    }
+                    try folder.write("\(split)/\(cls)/\(i).png", try ImageEncoder.png(image))
+                }
+            }
+        }
+    }
+
+    static let yaml = """
+        model: pit_ti
+        image_resize: 32
+        batch_size: 8
+        num_parallel_workers: 2
+        epoch_size: 4
+        scheduler: cosine_decay
+        lr: 0.002
+        warmup_epochs: 0
+        decay_epochs: 4
+        min_lr: 0.00001
+        opt: adamw
+        weight_decay: 0.05
+        scale: [0.8, 1.0]
+        color_jitter: 0.0
+        hflip: 0.5
+        label_smoothing: 0.1
+        val_while_train: True
+        crop_pct: 1.0
+        log_interval: 1000
+        keep_checkpoint_max: 5
+        seed: 7
+        """
+
+    static func recipe(_ folder: DataTempFolder, _ extra: [String] = []) throws -> Recipe {
+        try Recipe.parse(yaml: yaml, source: "test.yaml",
+                         overrides: ["--data_dir", folder.path, "--ckpt_save_dir", folder.path + "/ckpt"] + extra)
     }
 }

@@ -126,9 +126,12 @@ public final class DataLoader: Sendable {
         return options.dropRemainder ? n / b : (n + b - 1) / b
     }
 
-    /// Starts epoch `epoch` (workers begin immediately) and returns its batch iterator.
-    public func epoch(_ epoch: Int) -> EpochIterator {
-        EpochIterator(state: EpochState(loader: self, epoch: epoch))
+    /// Starts epoch `epoch` (workers begin immediately) and returns its batch iterator. With
+    /// `startBatch` k the first k batches are skipped without being read: every random decision
+    /// hangs on (seed, epoch, position), so batch k onwards are those of an unbroken epoch (a resume
+    /// inside an epoch). k is clamped to 0...batchesPerEpoch.
+    public func epoch(_ epoch: Int, startBatch: Int = 0) -> EpochIterator {
+        EpochIterator(state: EpochState(loader: self, epoch: epoch, startBatch: startBatch))
     }
 }
 
@@ -204,13 +207,15 @@ final class EpochState: @unchecked Sendable {
     /// The consumer thread's decoder when `numParallelWorkers` is 0 (only touched by the consumer).
     private var inlineDecoder: ImageDecoder?
 
-    init(loader: DataLoader, epoch: Int) {
+    init(loader: DataLoader, epoch: Int, startBatch: Int = 0) {
         self.loader = loader
         self.epoch = epoch
         order = loader.sampler.order(epoch: epoch)
         batchSize = loader.options.batchSize
         batchCount = loader.batchesPerEpoch
         sampleCount = loader.options.dropRemainder ? batchCount * batchSize : order.indices.count
+        consumed = min(max(startBatch, 0), batchCount)
+        nextPosition = min(consumed * batchSize, sampleCount)
         height = loader.transform.outputHeight
         width = loader.transform.outputWidth
     }

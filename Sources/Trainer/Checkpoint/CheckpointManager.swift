@@ -4,7 +4,8 @@ import Tensor
 
 /// Everything besides tensors that a resumed run needs (stored as JSON beside the checkpoint).
 public struct TrainingState: Codable, Equatable, Sendable {
-    /// Number of epochs completed (the epoch this checkpoint was saved after, 1-based).
+    /// The 0-based epoch this checkpoint belongs to: completed (an epoch checkpoint; the run goes on
+    /// with the next one), or in progress with `partialEpoch.steps` steps done (a recovery checkpoint).
     public var epoch: Int
     /// Data steps (micro-batches) done = the LR-schedule index of the next step.
     public var globalStep: Int
@@ -22,6 +23,30 @@ public struct TrainingState: Codable, Equatable, Sendable {
     public var model: String
     /// Free-form extras (e.g. the resolved recipe, the optimizer name).
     public var extra: [String: String]
+    /// Top-5 of the best epoch.
+    public var bestTop5: Double?
+    /// Data steps per epoch of the run that wrote it (a recovery checkpoint needs the same).
+    public var stepsPerEpoch: Int?
+    /// Set in a recovery checkpoint: how far into `epoch` the run got.
+    public var partialEpoch: PartialEpoch?
+
+    /// A recovery checkpoint's position inside its epoch and the epoch's running sums on rank 0.
+    public struct PartialEpoch: Codable, Equatable, Sendable {
+        /// Data steps of the epoch done (batches consumed), 1 ≤ steps < steps per epoch.
+        public var steps: Int
+        /// Sum of per-sample training losses and the number of samples so far.
+        public var lossSum: Double
+        public var samples: Int
+        /// Images replaced so far.
+        public var skipped: Int
+
+        public init(steps: Int, lossSum: Double, samples: Int, skipped: Int) {
+            self.steps = steps; self.lossSum = lossSum; self.samples = samples; self.skipped = skipped
+        }
+    }
+
+    /// Epochs fully done at this checkpoint.
+    public var epochsDone: Int { partialEpoch == nil ? epoch + 1 : epoch }
 
     public init(epoch: Int, globalStep: Int, optimizerSteps: Int, emaUpdates: Int? = nil, rng: [String: RandomGenerator] = [:],
                 metric: Double? = nil, bestMetric: Double? = nil, bestEpoch: Int? = nil, classNames: [String] = [],
@@ -58,6 +83,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
     case ambiguous(directory: String, models: [String])
     case badMetadata(path: String, reason: String)
     case writeFailed(path: String, reason: String)
+    /// A training-state file whose field is out of range or contradicts another (hand-edited or corrupt).
+    case badField(path: String, field: String, reason: String)
 
     public var description: String {
         switch self {
@@ -67,13 +94,16 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         case let .ambiguous(d, ms): return "\(d): checkpoints of several models (\(ms.joined(separator: ", "))); name the file to resume from"
         case let .badMetadata(p, r): return "\(p): unreadable training state: \(r)"
         case let .writeFailed(p, r): return "\(p): cannot write checkpoint: \(r)"
+        case let .badField(p, f, r):
+            return "\(p): field '\(f)' \(r); refusing to resume from this checkpoint (move its files away to resume from an older one)"
         }
     }
 }
 
 /// Saves, prunes and finds training checkpoints in `ckpt_save_dir` (docs/training.md §9):
 /// `<model>-<epoch>.{safetensors,state.safetensors,json}` every save, `<model>_best.*` on a new best,
-/// `<model>.yaml` (the resolved recipe). Every file is written to a temporary sibling and renamed;
+/// `<model>.yaml` (the resolved recipe), and recovery checkpoints inside epochs
+/// (RecoveryCheckpoints.swift, docs/training.md §9.1). Every file is written to a temporary sibling and renamed;
 /// the JSON goes last, so a failed or interrupted save leaves the previous checkpoints intact and
 /// resolvable. Retention (`ckpt_save_policy`) applies to the periodic checkpoints only.
 public final class CheckpointManager {

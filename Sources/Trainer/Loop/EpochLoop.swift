@@ -5,13 +5,14 @@ import DataPipeline
 
 extension TrainingRun {
     /// Trains the rest of epoch `progress.epoch` from step `progress.step`: the scheduled LR, one
-    /// `TrainingStep` per batch, observers told after each step. Returns the epoch's record (without
+    /// `TrainingStep` per batch, observers told after each step, recovery checkpoints when due
+    /// (rank 0). Returns the epoch's record (without
     /// validation), or nil when `stopRequested` interrupted it. Throws on a non-finite loss.
     func trainEpoch() throws -> EpochRecord? {
         model.train()
         let epoch = progress.epoch, stepsPerEpoch = trainLoader.batchesPerEpoch
         let epochStart = Date()
-        let batches = trainLoader.epoch(epoch)
+        let batches = trainLoader.epoch(epoch, startBatch: progress.step)
         var lr = schedule(progress.globalStep)
         var seenHere = 0
         while let batch = try batches.next() {
@@ -24,9 +25,10 @@ extension TrainingRun {
             }
             progress.globalStep += 1
             progress.step += 1
-            try step.backward(loss, lr: lr, globalStep: progress.globalStep, endsEpoch: progress.step == stepsPerEpoch)
+            let updated = try step.backward(loss, lr: lr, globalStep: progress.globalStep, endsEpoch: progress.step == stepsPerEpoch)
             progress.lossSum += Double(value) * Double(batch.count); progress.seen += batch.count
             seenHere += batch.count
+            if updated && recovery.isDue(progress) { try saveRecovery(skippedHere: batches.summary.skipped) }
             let ips = Double(seenHere * communicator.worldSize) / max(Date().timeIntervalSince(epochStart), 1e-9)
             let event = StepEvent(epoch: epoch, step: progress.step, epochs: recipe.epochSize, stepsPerEpoch: stepsPerEpoch,
                                   globalStep: progress.globalStep, loss: Double(value), lr: lr, imagesPerSecond: ips,
@@ -36,7 +38,7 @@ extension TrainingRun {
         }
         if stopRequested {
             batches.cancel()
-            log("interrupted in epoch \(epoch + 1); nothing saved for it" +
+            log("interrupted in epoch \(epoch + 1) after step \(progress.step); the steps since the last checkpoint are not saved" +
                 (checkpointer?.lastCheckpoint.map { "; resume from \($0) with --resume \(recipe.ckptSaveDir)" } ?? ""))
             return nil
         }
@@ -51,5 +53,17 @@ extension TrainingRun {
         return EpochRecord(epoch: epoch + 1, trainLoss: reduced[0] / reduced[1], lr: lr, top1: nil, top5: nil, valLoss: nil,
                            trainImagesPerSecond: Double(seenHere * communicator.worldSize) / max(seconds, 1e-9), seconds: seconds,
                            skippedImages: Int(reduced[2]))
+    }
+
+    /// A recovery checkpoint after the current step: the epoch's running sums are added over ranks
+    /// (a collective call, on every rank) and rank 0 writes them with the weights and state.
+    func saveRecovery(skippedHere: [SkippedSample]) throws {
+        let firstUnread = progress.step * recipe.batchSize
+        let skipped = progress.skipped + skippedHere.filter { $0.position < firstUnread }.count
+        let sums = try communicator.allReduceSum([progress.lossSum, Double(progress.seen), Double(skipped)])
+        try checkpointer?.saveRecovery(progress: progress,
+                                       sums: .init(steps: progress.step, lossSum: sums[0], samples: Int(sums[1]), skipped: Int(sums[2])),
+                                       model: model, optimizer: optimizer, ema: ema)
+        recovery.lastStep = progress.globalStep
     }
 }

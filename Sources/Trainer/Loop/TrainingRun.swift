@@ -27,13 +27,17 @@ public final class TrainingRun {
     public var log: @Sendable (String) -> Void
     /// Progress reports (the text log and `metrics.csv` by default); rank 0 only.
     var observers = ObserverList()
-    /// Set to stop after the current step (e.g. by a signal handler). The interrupted epoch is not
-    /// saved: the last checkpoint stays the point to resume from.
+    /// Set to stop after the current step (e.g. by a signal handler). Nothing is saved for the
+    /// interruption: the last (epoch or recovery) checkpoint stays the point to resume from.
     public var stopRequested = false
     /// Stop cleanly after this many completed epochs (checkpoint saved), e.g. to split a run.
     public var stopAfterEpoch: Int?
     /// Where the run stands (resume point, best so far).
     var progress = RunProgress()
+    /// When the next recovery checkpoint is due.
+    var recovery: RecoverySchedule
+    /// Set when a resume finds `epoch_size` already reached: `run()` then only says so.
+    var completed: CompletedRun?
 
     public var peakLR: Double { recipe.effectiveLR(worldSize: communicator.worldSize) }
     var isRoot: Bool { communicator.rank == 0 }
@@ -61,7 +65,8 @@ public final class TrainingRun {
         optimizer = makeOptimizer(recipe: recipe, parameters: model.namedParameters())
         ema = recipe.ema ? ExponentialMovingAverage(model: model, decay: recipe.emaDecay) : nil
         step = TrainingStep(model: model, optimizer: optimizer, ema: ema, communicator: communicator, recipe: recipe)
-        checkpointer = isRoot ? try RunCheckpointer(recipe: recipe, classNames: trainSet.classes) : nil
+        checkpointer = isRoot ? try RunCheckpointer(recipe: recipe, classNames: trainSet.classes, stepsPerEpoch: trainLoader.batchesPerEpoch) : nil
+        recovery = RecoverySchedule(interval: recipe.recoveryInterval, stepsPerEpoch: trainLoader.batchesPerEpoch, lastStep: 0)
         if isRoot {
             observers.observers = [TextLogObserver(logInterval: recipe.logInterval, log: log), MetricsFile(directory: recipe.ckptSaveDir)]
         }
@@ -78,9 +83,16 @@ public final class TrainingRun {
     }
 
     /// Runs the remaining epochs. Throws on a non-finite loss (after logging it) or a data error.
+    /// A resume whose checkpoint already reached `epoch_size` says so and returns at once, without
+    /// training or writing anything.
     @discardableResult
     public func run() throws -> TrainingSummary {
         let start = Date()
+        if let completed {
+            log("nothing to train: \(completed.checkpoint) has \(completed.epochsDone) epochs done and epoch_size is \(recipe.epochSize); " +
+                "no training, no new checkpoint (raise --epoch_size to train further)")
+            return TrainingSummary(epochs: [], bestTop1: nil, bestTop5: nil, bestEpoch: nil, seconds: 0, lastCheckpoint: nil, bestCheckpoint: nil)
+        }
         try observers.each { try $0.runStarted(startInfo) }
         if let w = schedule.warning { log("warning: \(w)") }
         try checkpointer?.manager.writeRecipe(recipe, worldSize: communicator.worldSize)

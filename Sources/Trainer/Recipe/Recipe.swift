@@ -83,6 +83,8 @@ public struct Recipe: Codable, Equatable, Sendable {
     public var ckptSavePolicy: String? = "latest_k"
     public var keepCheckpointMax: Int = 10
     public var resumeOpt: Bool = false
+    /// Data steps between recovery checkpoints inside an epoch (timm's `recovery_interval`); 0 = none.
+    public var recoveryInterval: Int = 0
 
     // MARK: EMA, clipping, accumulation, layer decay (§2.6)
     public var ema: Bool = false
@@ -177,7 +179,8 @@ public struct Recipe: Codable, Equatable, Sendable {
              dropPathRate = "drop_path_rate", pretrained, ckptPath = "ckpt_path", epochSize = "epoch_size",
              datasetSinkMode = "dataset_sink_mode"
         case ckptSaveDir = "ckpt_save_dir", ckptSaveInterval = "ckpt_save_interval",
-             ckptSavePolicy = "ckpt_save_policy", keepCheckpointMax = "keep_checkpoint_max", resumeOpt = "resume_opt"
+             ckptSavePolicy = "ckpt_save_policy", keepCheckpointMax = "keep_checkpoint_max", resumeOpt = "resume_opt",
+             recoveryInterval = "recovery_interval"
         case ema, emaDecay = "ema_decay", clipGrad = "clip_grad", clipValue = "clip_value",
              gradientAccumulationSteps = "gradient_accumulation_steps", layerDecay = "layer_decay"
         case loss, labelSmoothing = "label_smoothing", auxFactor = "aux_factor", reduction

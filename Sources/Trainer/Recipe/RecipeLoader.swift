@@ -278,7 +278,7 @@ extension Recipe {
 
         .init("ckpt_save_dir", \.ckptSaveDir), .init("ckpt_save_interval", \.ckptSaveInterval),
         .init("ckpt_save_policy", \.ckptSavePolicy), .init("keep_checkpoint_max", \.keepCheckpointMax),
-        .init("resume_opt", \.resumeOpt),
+        .init("resume_opt", \.resumeOpt), .init("recovery_interval", \.recoveryInterval),
 
         .init("ema", \.ema), .init("ema_decay", \.emaDecay), .init("clip_grad", \.clipGrad),
         .init("clip_value", \.clipValue), .init("gradient_accumulation_steps", \.gradientAccumulationSteps),
@@ -521,6 +521,7 @@ extension Recipe {
         if let ckptSavePolicy { try choice(ckptSavePolicy, "ckpt_save_policy", ["latest_k", "top_k"]) }
         try check(ckptSavePolicy != "top_k" || valWhileTrain, "ckpt_save_policy", "top_k ranks checkpoints by validation accuracy and needs val_while_train: True")
         try positive(keepCheckpointMax, "keep_checkpoint_max")
+        try check(recoveryInterval >= 0, "recovery_interval", "must be >= 0 (0 = no recovery checkpoints), got \(recoveryInterval)")
         // EMA / clipping / accumulation
         try probability(emaDecay, "ema_decay")
         try check(clipValue > 0, "clip_value", "must be > 0, got \(clipValue)")

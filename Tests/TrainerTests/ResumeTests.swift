@@ -8,16 +8,7 @@ import DataPipeline
 
 /// Resuming (docs/training.md §9): inside an epoch from a recovery checkpoint to bit-identical
 /// files; a resume with nothing left to do; hand-edited state refused; no duplicate metrics lines.
-final class ResumeTests: XCTestCase {
-    var folder: DataTempFolder!
-
-    override func setUpWithError() throws {
-        folder = try DataTempFolder("resume")
-        try TinyTraining.makeFolder(folder)
-    }
-
-    override func tearDownWithError() throws { folder.cleanup() }
-
+final class ResumeTests: TinyTrainingCase {
     func recipe(_ dir: String, _ extra: [String]) throws -> Recipe {
         try TinyTraining.recipe(folder, ["--ckpt_save_dir", folder.path + "/" + dir] + extra)
     }

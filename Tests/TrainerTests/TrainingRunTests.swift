@@ -8,16 +8,7 @@ import DataPipeline
 
 /// End-to-end: a tiny recipe trains on a generated folder, resumes exactly, stops on NaN, and
 /// rejects bad input before any work starts.
-final class TrainingRunTests: XCTestCase {
-    var folder: DataTempFolder!
-
-    override func setUpWithError() throws {
-        folder = try DataTempFolder("train-run")
-        try TinyTraining.makeFolder(folder)
-    }
-
-    override func tearDownWithError() throws { folder.cleanup() }
-
+final class TrainingRunTests: TinyTrainingCase {
     func recipe(_ extra: [String] = []) throws -> Recipe { try TinyTraining.recipe(folder, extra) }
 
     func testTinyRunLearnsAndWritesMetricsAndCheckpoints() throws {
@@ -114,6 +105,18 @@ final class TrainingRunTests: XCTestCase {
             XCTAssertTrue(text.contains("transformers.0.blocks.0.attn.qkv.weight: model [192, 64], checkpoint [288, 96]"), text)
         }
     }
+}
+
+/// A test case with a fresh `TinyTraining` folder per test.
+class TinyTrainingCase: XCTestCase {
+    var folder: DataTempFolder!
+
+    override func setUpWithError() throws {
+        folder = try DataTempFolder("tiny-training")
+        try TinyTraining.makeFolder(folder)
+    }
+
+    override func tearDownWithError() throws { folder.cleanup() }
 }
 
 /// Three colour-coded classes with noise (16 training and 6 validation images each, 24 px), learnable

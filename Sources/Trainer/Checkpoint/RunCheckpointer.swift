@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import DataPipeline
 
 /// Rank 0's checkpoint policy during a run: after an epoch, the periodic checkpoint when it is due
 /// and `<model>_best.*` on a new best top-1; inside an epoch, recovery checkpoints when

@@ -1,7 +1,6 @@
 import Foundation
 import Models
 import Tensor
-import DataPipeline
 
 /// A resume that has nothing left to do: the checkpoint already covers `epoch_size`.
 struct CompletedRun {

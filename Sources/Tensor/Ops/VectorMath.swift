@@ -219,7 +219,11 @@ func vdotCentered(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int
 // and they let a loop fuse a reduction (softmax's Σ e^x) into the exp pass.
 
 /// fastExp on 16 lanes (same clamps and bit assembly).
-@inline(__always)
+///
+/// `@_transparent` (mandatory inlining), not `@inline(__always)`: with the latter the optimizer
+/// still left out-of-line calls in geluTanhBackward, the erf-GELU kernels, expShiftedSum and
+/// attention, and a SIMD16 crosses a call as four xmm registers re-packed on each side.
+@_transparent
 func vexp(_ x: Vec) -> Vec {
     var xc = x
     let lo = Vec(repeating: -88), hi = Vec(repeating: 88.722_8)
@@ -239,8 +243,8 @@ func vexp(_ x: Vec) -> Vec {
     return e * unsafeBitCast(bits, to: Vec.self)
 }
 
-/// fastErf on 16 lanes (same fit and clamps).
-@inline(__always)
+/// fastErf on 16 lanes (same fit and clamps); transparent like `vexp`.
+@_transparent
 func verf(_ a: Vec) -> Vec {
     var x = a
     let lo = Vec(repeating: -4), hi = Vec(repeating: 4)

@@ -67,7 +67,8 @@ let package = Package(
         .target(name: "DataPipeline", dependencies: ["Tensor", "CTurboJPEG", "CPNG", "CZlib"],
                 path: "Sources/Data", swiftSettings: fast),
         .target(name: "Trainer",
-                dependencies: ["Tensor", "Models", "DataPipeline", .product(name: "Yams", package: "Yams")],
+                dependencies: ["Tensor", "Models", "DataPipeline", "Protos", .product(name: "Yams", package: "Yams"),
+                               .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 swiftSettings: fast),
         // `Distributed` is the toolchain's distributed-actors module, hence the module name.
         .target(name: "DistributedMPI", dependencies: ["Tensor", "Models", "Trainer", "CMPI"],

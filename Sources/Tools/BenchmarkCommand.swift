@@ -78,7 +78,11 @@ struct BenchmarkCommand: ParsableCommand {
         let start = Date()
         var rows: [ModelBenchmark] = []
         for (i, entry) in entries.enumerated() {
-            emit("[\(i + 1)/\(entries.count)] \(entry.name)")
+            // One line per model with the time left at the pace so far (each model's own measurement
+            // lines follow it, from a child process).
+            let elapsed = Date().timeIntervalSince(start)
+            let eta = i > 0 ? "  ETA " + formatDuration(elapsed / Double(i) * Double(entries.count - i)) : ""
+            emit("[\(i + 1)/\(entries.count)] \(entry.name)  \(formatDuration(elapsed)) elapsed\(eta)")
             let row = inProcess
                 ? Benchmark.measure(entry: entry, settings: settings, sgemmPeak: machine.sgemmPeakGFLOPs) { emit($0) }
                 : measureInChild(entry, peak: machine.sgemmPeakGFLOPs)

@@ -32,10 +32,23 @@ struct FashionMNISTCommand: ParsableCommand {
     var overwrite = false
 
     func run() throws {
-        let summary = try FashionMNIST.convert(source: source, output: out, overwrite: overwrite) { line in
-            print(line)
-        }
+        let progress = ProgressLine(phase: "fashion-mnist", unit: "images")
+        let written = WrittenCount()
+        let summary = try FashionMNIST.convert(source: source, output: out, overwrite: overwrite,
+                                               progress: { line in progress.line(line) },
+                                               onWritten: { n, total in
+                                                   let done = written.add(n)
+                                                   progress.update(step: done, of: total, items: done)
+                                               })
+        progress.finish()
         print("wrote \(summary.trainImages) train + \(summary.valImages) val images to \(summary.output) "
               + "in \(String(format: "%.1f", summary.seconds)) s")
     }
+}
+
+/// Images written so far, counted from writer threads.
+final class WrittenCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func add(_ n: Int) -> Int { lock.lock(); defer { lock.unlock() }; count += n; return count }
 }

@@ -7,7 +7,7 @@ import ZooBenchmark
 /// Evaluation-transform overrides shared by `validate` and `predict` (defaults: the training
 /// recipe saved beside the checkpoint, then the model's data config).
 struct EvalTransformOptions: ParsableArguments {
-    @Option(name: [.customLong("image_resize"), .customLong("image-resize")], help: "Centre-crop size.")
+    @Option(name: [.customLong("image_resize"), .customLong("image-resize"), .customLong("img-size")], help: "Centre-crop size.")
     var imageResize: Int?
     @Option(name: [.customLong("crop_pct"), .customLong("crop-pct")], help: "Resize the shorter side to image_resize / crop_pct first.")
     var cropPct: Double?
@@ -27,7 +27,7 @@ struct EvalTransformOptions: ParsableArguments {
             guard let s else { return nil }
             let v = s.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
             guard v.count == 3, v.allSatisfy({ $0 != nil }) else { throw ValidationError("--\(name) needs three comma-separated numbers, got '\(s)'") }
-            return v.map { $0! }
+            return v.compactMap { $0 }
         }
         return EvalSettings(imageResize: imageResize, cropPct: cropPct, interpolation: interpolation,
                             mean: try list(mean, "mean"), std: try list(std, "std"))

@@ -24,6 +24,29 @@ public enum BuiltExecutables {
         }
         return nil
     }
+
+    /// Runs the built `zoo` with `arguments` (extra `environment` on top of this process's) and
+    /// returns its exit status and combined standard output and error. Skips the test when `zoo` was
+    /// not built beside the tests (fails under CI).
+    public static func runZoo(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        guard let path = zoo else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("the zoo executable was not built beside the tests") }
+            throw XCTSkip("the zoo executable is not beside the test bundle; build it first")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { _, new in new }
+        p.environment = env
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
 }
 
 extension BuiltExecutables {

@@ -6,21 +6,8 @@ import TestSupport
 /// The `zoo` command line: argument errors are clear, name the file, key or model at fault, and
 /// suggest the closest valid spelling.
 final class CLITests: XCTestCase {
-    func zoo(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        guard let path = BuiltExecutables.zoo else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("the zoo executable was not built beside the tests") }
-            throw XCTSkip("the zoo executable is not beside the test bundle; build it first")
-        }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    func zoo(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        try BuiltExecutables.runZoo(arguments, environment: environment)
     }
 
     var recipe: String {

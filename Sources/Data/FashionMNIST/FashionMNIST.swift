@@ -69,9 +69,12 @@ public enum FashionMNIST {
     ///   - overwrite: replace an existing `output` (otherwise `DataError.outputExists`).
     ///   - threads: PNG encoding/writing threads.
     ///   - progress: called with short status lines.
+    ///   - onWritten: called from writer threads with the number of PNGs just written and the total to
+    ///     write (for a progress display).
     public static func convert(source: String = defaultSource, output: String, overwrite: Bool = false,
                                threads: Int = Parallel.threads,
-                               progress: ((String) -> Void)? = nil) throws(DataError) -> Summary {
+                               progress: ((String) -> Void)? = nil,
+                               onWritten: (@Sendable (_ images: Int, _ total: Int) -> Void)? = nil) throws(DataError) -> Summary {
         let start = Date()
         let out = output.count > 1 && output.hasSuffix("/") ? String(output.dropLast()) : output
         let fm = FileManager.default
@@ -79,6 +82,9 @@ public enum FashionMNIST {
         let train = try readSplit(source: source, prefix: "train")
         let val = try readSplit(source: source, prefix: "t10k")
         progress?("read \(train.count) training and \(val.count) validation images from \(source)")
+        let total = train.count + val.count
+        var written: (@Sendable (Int) -> Void)? = nil
+        if let onWritten { written = { n in onWritten(n, total) } }
         let url = URL(fileURLWithPath: out)
         let parent = url.deletingLastPathComponent().path
         do {
@@ -95,9 +101,9 @@ public enum FashionMNIST {
                     try makeDirectory(temp + "/" + split + "/" + name)
                 }
             }
-            try writeSplit(train, to: temp + "/train", threads: threads)
+            try writeSplit(train, to: temp + "/train", threads: threads, onWritten: written)
             progress?("wrote \(train.count) training PNGs")
-            try writeSplit(val, to: temp + "/val", threads: threads)
+            try writeSplit(val, to: temp + "/val", threads: threads, onWritten: written)
             progress?("wrote \(val.count) validation PNGs")
             if fm.fileExists(atPath: out) {
                 let old = parent + "/." + url.lastPathComponent + ".old-\(pid)"
@@ -120,7 +126,7 @@ public enum FashionMNIST {
     }
 
     /// Writes one split's PNGs into `<dir>/<class>/NNNNN.png` in parallel.
-    static func writeSplit(_ split: Split, to dir: String, threads: Int) throws(DataError) {
+    static func writeSplit(_ split: Split, to dir: String, threads: Int, onWritten: (@Sendable (Int) -> Void)? = nil) throws(DataError) {
         let failure = FirstError()
         let chunks = max(1, min(threads, split.count)) * 4
         let pixelsPerImage = split.rows * split.columns
@@ -143,6 +149,7 @@ public enum FashionMNIST {
                         return
                     }
                 }
+                onWritten?(hi - lo)
             }
         }
         if let error = failure.error { throw error }

@@ -79,7 +79,8 @@ public enum Evaluator {
     /// Top-1/top-5 (percent), mean loss and throughput over the loader's split. The model is put in
     /// eval mode and returned to its previous mode afterwards.
     public static func evaluate(model: any Classifier, loader: DataLoader,
-                                progress: ((_ batch: Int, _ of: Int) -> Void)? = nil) throws -> EvaluationCounts {
+                                progress: ((_ batch: Int, _ of: Int) -> Void)? = nil,
+                                observe: ((_ logits: Tensor, _ labels: [Int]) -> Void)? = nil) throws -> EvaluationCounts {
         let wasTraining = model.isTraining
         model.eval()
         defer { model.train(wasTraining) }
@@ -91,6 +92,7 @@ public enum Evaluator {
             let logits = withNoGrad { model(batch.images) }
             try EvaluationError.checkLabels(batch, classes: logits.shape[1])
             Metrics.accumulate(logits: logits, labels: batch.labels, into: &counts)
+            observe?(logits, batch.labels)
             i += 1
             progress?(i, loader.batchesPerEpoch)
         }

@@ -18,7 +18,9 @@ public struct CheckpointInfo {
     /// With `preferEMA`, a checkpoint of a run that trained with `ema: True` gives its averaged
     /// weights (the ones that run validated and chose its best checkpoint by, as MindCV and timm
     /// evaluate them); buffers the average does not cover keep the model's values.
-    public init(path: String, modelName: String? = nil, preferEMA: Bool = true) throws {
+    /// With `requireEMA`, the averaged weights are loaded whatever the run's recipe said, and a
+    /// checkpoint without them is an error (`zoo validate --ema`).
+    public init(path: String, modelName: String? = nil, preferEMA: Bool = true, requireEMA: Bool = false) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CheckpointError.notFound(path: path) }
         var metaPath: String? = nil
@@ -39,12 +41,15 @@ public struct CheckpointInfo {
         }
         let paths = CheckpointPaths(directory: (weightsPath as NSString).deletingLastPathComponent,
                                     stem: ((weightsPath as NSString).lastPathComponent as NSString).deletingPathExtension)
-        if preferEMA, recipe?.ema == true, FileManager.default.fileExists(atPath: paths.state) {
+        if requireEMA || (preferEMA && recipe?.ema == true), FileManager.default.fileExists(atPath: paths.state) {
             let averaged = try CheckpointManager.weights(paths, ema: true)
             if !averaged.isEmpty {
                 weights.merge(averaged) { _, ema in ema }
                 usesEMA = true
             }
+        }
+        if requireEMA && !usesEMA {
+            throw CheckpointError.notFound(path: paths.state + " (EMA weights of \(weightsPath); the run did not train with ema: True)")
         }
     }
 }
@@ -98,14 +103,19 @@ public final class InferenceSession {
     /// from the settings) and loads the weights strictly. Without a checkpoint the model keeps its
     /// initial weights, and only when `randomWeights` asks for it (smoke tests). Settings, the input
     /// size and the weights' values are checked first (docs/input-validation.md).
-    /// `numerics` (else the run's recipe, else the name's own) also picks the data config.
+    /// `numerics` (else the recipe's, else the name's own) also picks the data config. `recipe`
+    /// (e.g. `zoo validate -c RECIPE`) takes the place of the recipe saved beside the checkpoint;
+    /// `ema` true requires the checkpoint's EMA weights, false loads the raw ones, nil follows the
+    /// run's recipe.
     public init(modelName: String, checkpoint: String?, settings: EvalSettings = EvalSettings(), classes: Int? = nil,
-                numerics: Numerics? = nil, randomWeights: Bool = false, batchSize: Int = 1) throws {
+                numerics: Numerics? = nil, randomWeights: Bool = false, batchSize: Int = 1,
+                recipe: Recipe? = nil, ema: Bool? = nil) throws {
         var entry = try ModelRegistry.entry(modelName)
         try settings.check()
         guard checkpoint != nil || randomWeights else { throw EvaluationError.noWeights(model: modelName) }
-        let info = try checkpoint.map { try CheckpointInfo(path: $0, modelName: modelName) }
+        var info = try checkpoint.map { try CheckpointInfo(path: $0, modelName: modelName, preferEMA: ema ?? true, requireEMA: ema == true) }
         if let info { try EvaluationError.checkFinite(info.weights, source: info.weightsPath) }
+        if let recipe { info?.recipe = recipe }
         if let n = numerics ?? info?.recipe?.numerics.flatMap(Numerics.init(rawValue:)) { entry = entry.with(numerics: n) }
         self.entry = entry
         let s = settings.resolved(entry: entry, recipe: info?.recipe)
@@ -114,7 +124,7 @@ public final class InferenceSession {
         self.numClasses = numClasses
         usesEMA = info?.usesEMA ?? false
         let trainSize = info?.recipe?.imageResize ?? s.size
-        let options = ModelOptions(numClasses: numClasses, inChannels: info?.recipe?.inChannels ?? 3, imageSize: trainSize)
+        let options = ModelOptions(numClasses: numClasses, inChannels: (recipe ?? info?.recipe)?.inChannels ?? 3, imageSize: trainSize)
         try entry.checkConfiguration(options, batchSize: batchSize, training: false)
         if s.size != trainSize {
             // The model's position tables are sized for the training side; a larger or smaller input
@@ -136,8 +146,9 @@ public final class InferenceSession {
     }
 
     /// Top-1/top-5 over `dataDir/split`.
+    /// `observe` sees every batch's logits and labels (per-class reports).
     public func validate(dataDir: String, split: String = "val", batchSize: Int = 64, workers: Int = 4,
-                         progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationCounts {
+                         progress: ((Int, Int) -> Void)? = nil, observe: ((_ logits: Tensor, _ labels: [Int]) -> Void)? = nil) throws -> EvaluationCounts {
         let set = try ImageFolder(root: dataDir, split: split)
         if numClasses > 0, set.classes.count > numClasses {
             throw EvaluationError.headTooSmall(split: (dataDir as NSString).appendingPathComponent(split), folders: set.classes.count, headClasses: numClasses,
@@ -147,27 +158,14 @@ public final class InferenceSession {
             throw TrainingError.invalidRecipe(key: "data_dir", reason: "the class folders of \(dataDir)/\(split) differ from the \(classNames.count) classes the checkpoint was trained on")
         }
         let loader = try DataLoader(dataset: set, transform: transform, options: .evaluation(batchSize: batchSize, numParallelWorkers: workers))
-        return try Evaluator.evaluate(model: model, loader: loader, progress: progress)
+        return try Evaluator.evaluate(model: model, loader: loader, progress: progress, observe: observe)
     }
 
-    /// Predictions for image files (folders are searched for .jpg/.jpeg/.png; names are bytes).
+    /// Predictions for image files (folders are searched for .jpg/.jpeg/.png; names are bytes); the
+    /// first unreadable input is an error (`predictBatched` reports them and goes on).
     public func predict(_ inputs: [String], topk: Int = 5) throws -> [Prediction] {
-        let paths = try ImageFiles.collect(inputs)
-        let decoder = ImageDecoder()
-        var out: [Prediction] = []
-        let h = transform.outputHeight, w = transform.outputWidth
-        for rawPath in paths {
-            let path = rawPath.description
-            let image = try decoder.decode(contentsOf: rawPath)
-            let x = Tensor(uninitializedShape: [1, 3, h, w])
-            var rng = RandomGenerator(seed: 0)
-            transform.apply(image, rng: &rng, into: x.storage.pointer)
-            let logits = withNoGrad { model(x) }
-            let probs = logits.softmax(axis: -1).scalars.map { Double($0) }
-            let top = Metrics.topK(logits, k: topk)[0]
-            out.append(Prediction(path: path, topk: top, classNames: classNames.map { names in top.map { $0 < names.count ? names[$0] : "\($0)" } },
-                                  probs: top.map { probs[$0] }, logits: logits.scalars.map { Double($0) }))
-        }
-        return out
+        let results = predictBatched(inputs, topk: topk)
+        if let bad = results.unreadable.first { throw DataError.unreadable(path: bad.path, reason: bad.reason) }
+        return results.predictions
     }
 }

@@ -69,6 +69,11 @@ public final class TrainingRun {
         recovery = RecoverySchedule(interval: recipe.recoveryInterval, stepsPerEpoch: trainLoader.batchesPerEpoch, lastStep: 0)
         if isRoot {
             observers.observers = [TextLogObserver(logInterval: recipe.logInterval, log: log), MetricsFile(directory: recipe.ckptSaveDir)]
+            if recipe.tensorboard {
+                let tensorboard = try TensorBoardObserver(directory: recipe.resolvedTensorboardDir)
+                observers.observers.append(tensorboard)
+                log("TensorBoard events: \(tensorboard.writer.path)")
+            }
         }
         try restoreInitialState()
         // Every rank starts from rank 0's weights.

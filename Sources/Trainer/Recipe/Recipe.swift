@@ -146,8 +146,18 @@ public struct Recipe: Codable, Equatable, Sendable {
     /// Whose numerics the model runs with, `mindcv` or `timm` (docs/numerics.md); nil: the model
     /// name's own (timm's for a timm name such as `pit_ti_224`, otherwise MindCV's).
     public var numerics: String? = nil
+    /// Write TensorBoard event files: scalars per step (loss, lr, images/s) and per epoch (val top-1,
+    /// top-5, loss).
+    public var tensorboard: Bool = false
+    /// Folder of the event files; nil → `<ckpt_save_dir>/tensorboard`.
+    public var tensorboardDir: String? = nil
 
     public init() {}
+
+    /// Where TensorBoard event files go when `tensorboard` is on.
+    public var resolvedTensorboardDir: String {
+        tensorboardDir ?? (ckptSaveDir as NSString).appendingPathComponent("tensorboard")
+    }
 
     /// MindCV's default `lr` when neither `lr` nor `lr_base` is given.
     public static let defaultLR = 0.001
@@ -192,7 +202,8 @@ public struct Recipe: Codable, Equatable, Sendable {
         case ampLevel = "amp_level", valAmpLevel = "val_amp_level", ampCastList = "amp_cast_list",
              lossScaleType = "loss_scale_type", lossScale = "loss_scale", dropOverflowUpdate = "drop_overflow_update",
              evalShuffle = "eval_shuffle"
-        case lrBase = "lr_base", lrBaseSize = "lr_base_size", lrBaseScale = "lr_base_scale", strictData = "strict_data", resume, numerics
+        case lrBase = "lr_base", lrBaseSize = "lr_base_size", lrBaseScale = "lr_base_scale", strictData = "strict_data", resume, numerics,
+             tensorboard, tensorboardDir = "tensorboard_dir"
     }
 }
 

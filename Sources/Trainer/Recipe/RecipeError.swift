@@ -14,6 +14,8 @@ public struct RecipeError: Error, CustomStringConvertible, Equatable, Sendable {
         case outOfRange(String)
         /// A command-line flag without a value (and not a boolean).
         case missingValue
+        /// A key or flag that is accepted elsewhere but not implemented here; the message says what to do.
+        case refused(String)
         /// Two keys that cannot be given together.
         case conflict(String)
     }
@@ -38,11 +40,12 @@ public struct RecipeError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .unreadable(m): what = "cannot read recipe: \(m)"
         case let .syntax(m): what = "YAML syntax error: \(m)"
         case .notAMapping: what = "a recipe must be a mapping of MindCV keys to values"
-        case let .unknownKey(s): what = "unknown key" + (s.map { "; did you mean '\($0)'?" } ?? "")
+        case let .unknownKey(s): what = "unknown key" + (s.map { "; did you mean \(Recipe.describeSuggestion($0))?" } ?? "")
         case let .duplicateKey(first): what = "key given twice" + (first.map { " (first on line \($0))" } ?? "")
         case let .wrongType(e, f): what = "expected \(e), got \(f)"
         case let .outOfRange(m): what = m
         case .missingValue: what = "needs a value (--key value or --key=value)"
+        case let .refused(m): what = m
         case let .conflict(m): what = m
         }
         return "\(head): \(what)"

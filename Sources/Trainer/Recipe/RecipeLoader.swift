@@ -302,6 +302,7 @@ extension Recipe {
 
         .init("lr_base", \.lrBase), .init("lr_base_size", \.lrBaseSize), .init("lr_base_scale", \.lrBaseScale),
         .init("strict_data", \.strictData), .init("resume", \.resume), .init("numerics", \.numerics),
+        .init("tensorboard", \.tensorboard), .init("tensorboard_dir", \.tensorboardDir),
     ]
 
     static let fieldsByName: [String: RecipeField] = Dictionary(uniqueKeysWithValues: fields.map { ($0.name, $0) })
@@ -368,7 +369,7 @@ extension Recipe {
             let key = ks.string
             guard let field = Self.fieldsByName[key] else {
                 throw RecipeError(source: source, line: line, key: key,
-                                  kind: .unknownKey(suggestion: closest(to: key, among: Self.keys, limit: 1).first))
+                                  kind: .unknownKey(suggestion: Self.suggestion(for: key, commandLine: false)))
             }
             if let first = seen[key] { throw RecipeError(source: source, line: line, key: key, kind: .duplicateKey(firstLine: first)) }
             seen[key] = line
@@ -389,55 +390,6 @@ extension Recipe {
         }
     }
 
-    mutating func apply(overrides args: [String], origins: inout Origins) throws {
-        let source = "command line"
-        var i = 0
-        while i < args.count {
-            let arg = args[i]
-            i += 1
-            guard arg.hasPrefix("--"), arg.count > 2 else {
-                throw RecipeError(source: source, key: arg, kind: .syntax("expected --key value, --key=value or --flag, got '\(arg)'"))
-            }
-            var body = String(arg.dropFirst(2))
-            var text: String? = nil
-            if let eq = body.firstIndex(of: "=") {
-                text = String(body[body.index(after: eq)...])
-                body = String(body[..<eq])
-            }
-            let key = body.replacingOccurrences(of: "-", with: "_")
-            guard let field = Self.fieldsByName[key] else {
-                throw RecipeError(source: source, key: "--" + body,
-                                  kind: .unknownKey(suggestion: closest(to: key, among: Self.keys, limit: 1).first))
-            }
-            if text == nil, i < args.count, !args[i].hasPrefix("--") {
-                text = args[i]
-                i += 1
-            }
-            let raw: RawValue
-            if let text {
-                if ["null", "none", "~"].contains(text.lowercased()) {
-                    raw = .scalar("null", quoted: false)
-                } else if text.hasPrefix("["), YAMLDepth.deepest(text).depth <= YAMLDepth.limit, let node = try? Yams.compose(yaml: text) {
-                    raw = RawValue(node)
-                } else {
-                    raw = .scalar(text, quoted: true)
-                }
-            } else if field.kind == .bool {
-                raw = .scalar("true", quoted: true)
-            } else {
-                throw RecipeError(source: source, key: "--" + body, kind: .missingValue)
-            }
-            guard let value = field.convert(raw) else {
-                throw RecipeError(source: source, key: "--" + body, kind: .wrongType(expected: field.expected, found: raw.shown))
-            }
-            field.set(&self, value)
-            origins.places[key] = (source, nil)
-            // The later layer decides between an absolute and a scaled LR.
-            if key == "lr", value != .null { lrBase = nil }
-            if key == "lr_base", value != .null { lr = nil }
-        }
-    }
-
     // MARK: value checks
 
     static let schedulers = ["constant", "cosine_decay", "warmup_cosine_decay", "exponential_decay",
@@ -445,7 +397,10 @@ extension Recipe {
     static let optimizers = ["sgd", "momentum", "nesterov", "adam", "adamw"]
     static let losses = ["ce", "bce", "jsd", "asl_single_label", "asl_multi_label"]
     static let interpolations = ["bilinear", "linear", "nearest", "bicubic", "area", "pilcubic", "antialias"]
-    static let datasets = ["imagenet", "", "cifar10", "cifar100", "mnist"]
+    /// `dataset` values that mean an image folder (`imagefolder` is timm's name).
+    static let datasets = ["imagenet", "", "imagefolder"]
+    /// MindCV's built-in readers: refused with how to convert them to an image folder.
+    static let builtInDatasets = ["cifar10", "cifar100", "mnist"]
     static let autoAugmentPolicies = ["randaug", "autoaug", "autoaugr", "3a", "trivialaugwide", "augmix"]
 
     func validate(origins: Origins) throws {
@@ -476,7 +431,16 @@ extension Recipe {
         try check(seed >= 0, "seed", "must be >= 0, got \(seed)")
         try choice(deviceTarget, "device_target", ["Ascend", "GPU", "CPU"])
         // data
+        func refuse(_ isRefused: Bool, _ key: String, _ message: @autoclosure () -> String) throws {
+            if isRefused { throw origins.error(key, .refused(message())) }
+        }
+        try refuse(Self.builtInDatasets.contains(dataset.lowercased()), "dataset",
+                   "'\(dataset)' is one of MindCV's built-in readers, which vitzoo does not have: convert it to an image folder "
+                   + "(data_dir/train/<class>/*.png and data_dir/val/<class>/*.png; `zoo data fashion-mnist` does this for Fashion-MNIST) "
+                   + "and set dataset: imagenet")
         try choice(dataset, "dataset", Self.datasets, caseInsensitive: true)
+        try refuse(datasetDownload, "dataset_download",
+                   "vitzoo does not download data sets: prepare an image folder (see `zoo data --help`) and set dataset_download: False")
         try positive(numParallelWorkers, "num_parallel_workers")
         if let numSamples { try positive(numSamples, "num_samples") }
         try positive(batchSize, "batch_size")
@@ -494,7 +458,8 @@ extension Recipe {
                       "policy '\(autoAugment)' must start with one of \(Self.autoAugmentPolicies.joined(separator: ", "))")
         }
         try check(augSplits == 0 || augSplits == 3, "aug_splits", "must be 0 or 3, got \(augSplits)")
-        try check(augSplits == 0 || autoAugment != nil, "aug_splits", "aug_splits 3 needs auto_augment")
+        try refuse(augSplits == 3, "aug_splits",
+                   "AugMix split views (aug_splits: 3 with the JSD loss) are not implemented: set aug_splits: 0 (auto_augment: augmix-... still applies AugMix to each image)")
         try probability(reProb, "re_prob")
         try range(reScale, "re_scale", max: 1)
         try range(reRatio, "re_ratio")
@@ -529,9 +494,13 @@ extension Recipe {
         if let layerDecay { try check(layerDecay > 0 && layerDecay <= 1, "layer_decay", "must be in (0, 1], got \(layerDecay)") }
         // loss
         try choice(loss, "loss", Self.losses, caseInsensitive: true)
+        try refuse(loss.lowercased() != "ce", "loss",
+                   "only CE (softmax cross-entropy, with label_smoothing) is implemented: set loss: CE")
+        try refuse(auxFactor != 0, "aux_factor", "none of the zoo's models has auxiliary heads: set aux_factor: 0")
         try check(labelSmoothing >= 0 && labelSmoothing < 1, "label_smoothing", "must be in [0, 1), got \(labelSmoothing)")
         try nonNegative(auxFactor, "aux_factor")
         try choice(reduction, "reduction", ["mean", "sum", "none"])
+        try refuse(reduction != "mean", "reduction", "the loss is averaged over the batch: set reduction: mean (scale lr to get the effect of sum)")
         // schedule
         try choice(scheduler, "scheduler", Self.schedulers, unsupported: ["one_cycle", "cyclic"])
         if let lr { try nonNegative(lr, "lr") }
@@ -555,6 +524,7 @@ extension Recipe {
         try choice(valAmpLevel, "val_amp_level", ["O0", "O1", "O2", "O3"])
         try choice(lossScaleType, "loss_scale_type", ["fixed", "dynamic", "auto"])
         try check(lossScale >= 1, "loss_scale", "must be >= 1, got \(lossScale)")
+        try refuse(evalShuffle, "eval_shuffle", "evaluation reads the split in order and the order does not change the metrics: set eval_shuffle: False")
         // vitzoo
         if let lrBase { try nonNegative(lrBase, "lr_base") }
         try positive(lrBaseSize, "lr_base_size")

@@ -1,0 +1,23 @@
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as TFRecord framing uses it
+/// (docs/tensorboard.md). Table-driven, one byte at a time: event files are small.
+public enum CRC32C {
+    static let table: [UInt32] = (0..<256).map { i -> UInt32 in
+        var c = UInt32(i)
+        for _ in 0..<8 { c = (c & 1) != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
+        return c
+    }
+
+    /// The checksum of `bytes` ("123456789" → 0xE3069283).
+    public static func checksum<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for b in bytes { crc = table[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
+        return crc ^ 0xFFFF_FFFF
+    }
+
+    /// TFRecord's masked form: rotate right by 15 and add 0xa282ead8, so that a CRC stored inside
+    /// checksummed data does not checksum to a fixed value.
+    public static func masked<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
+        let c = checksum(bytes)
+        return ((c >> 15) | (c << 17)) &+ 0xA282_EAD8
+    }
+}

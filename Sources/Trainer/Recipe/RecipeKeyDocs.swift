@@ -76,6 +76,7 @@ extension Recipe {
             ("ckpt_save_policy", "latest_k, top_k (by val top-1) or null = keep all"),
             ("keep_checkpoint_max", "K of the save policy"),
             ("resume_opt", "with ckpt_path: also restore optimizer state, step and epoch"),
+            ("recovery_interval", "write a recovery checkpoint every this many steps inside an epoch; 0 = off"),
         ]),
         RecipeKeyGroup(title: "EMA, clipping, accumulation", keys: [
             ("ema", "keep an exponential moving average of the weights; validate and save with it"),

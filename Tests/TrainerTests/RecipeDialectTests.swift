@@ -147,6 +147,7 @@ final class RecipeDialectTests: XCTestCase {
             ("aux_factor: 0.4\n", "aux_factor", "aux_factor: 0"),
             ("reduction: sum\n", "reduction", "reduction: mean"),
             ("loss: BCE\n", "loss", "loss: CE"),
+            ("pretrained: True\n", "pretrained", "ckpt_path"),
         ]
         for (yaml, key, hint) in cases {
             guard let e = error([], yaml: yaml) else { continue }

@@ -62,7 +62,8 @@ let package = Package(
 
         // The one-way flow: CBLAS → Tensor → Models → Data/Trainer → Distributed → Tools.
         .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: fast),
-        .target(name: "Models", dependencies: ["Tensor"], swiftSettings: fast),
+        .target(name: "Models", dependencies: ["Tensor", "Protos", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                swiftSettings: fast),
         // `Data` would shadow Foundation's `Data` type, hence the module name.
         .target(name: "DataPipeline", dependencies: ["Tensor", "CTurboJPEG", "CPNG", "CZlib"],
                 path: "Sources/Data", swiftSettings: fast),
@@ -96,5 +97,7 @@ let package = Package(
         .testTarget(name: "TrainerTests", dependencies: ["Trainer", "DataPipeline", "Models", "Tensor", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["DistributedMPI", "Trainer", "DataPipeline", "Tensor", "TestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["ZooBenchmark", "Models", "Tensor"]),
+        .testTarget(name: "WeightsTests", dependencies: ["Models", "Tensor", "Trainer", "TestSupport", "Protos",
+                                                        .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
     ]
 )

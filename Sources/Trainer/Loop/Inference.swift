@@ -32,7 +32,8 @@ public struct CheckpointInfo {
             let stem = String(path.dropLast((path as NSString).pathExtension.count + 1))
             if FileManager.default.fileExists(atPath: stem + ".json") { metaPath = stem + ".json" }
         }
-        weights = try SafeTensorsFile(path: weightsPath).tensors
+        let loaded = try loadWeights(path: weightsPath, modelName: modelName)  // safetensors or MindSpore .ckpt, by content
+        weights = loaded.stateDict; for note in loaded.notes { FileHandle.standardError.write(Data((note + "\n").utf8)) }
         if let metaPath, let data = FileManager.default.contents(atPath: metaPath),
            let state = try? JSONDecoder().decode(TrainingState.self, from: data) {
             classNames = state.classNames.isEmpty ? nil : state.classNames

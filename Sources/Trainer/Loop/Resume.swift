@@ -17,8 +17,10 @@ extension TrainingRun {
     func restoreInitialState() throws {
         if let path = recipe.resume ?? (recipe.resumeOpt && !recipe.ckptPath.isEmpty ? recipe.ckptPath : nil) {
             try resume(from: path)
-        } else if !recipe.ckptPath.isEmpty {
-            let info = try CheckpointInfo(path: recipe.ckptPath, modelName: recipe.model, preferEMA: false)
+        } else if !recipe.ckptPath.isEmpty || recipe.pretrained {
+            // `pretrained: True`: the model card's MindCV weights, from the cache or downloaded (docs/checkpoints.md §6).
+            let source = recipe.pretrained ? try PretrainedWeights.localFile(for: recipe.model) : recipe.ckptPath
+            let info = try CheckpointInfo(path: source, modelName: recipe.model, preferEMA: false)
             // Another class count, input channel count or image size is adapted (docs/finetuning.md).
             let adapted = try model.loadAdapting(stateDict: info.weights, firstConv: entry.dataConfig.firstConv,
                                                  classifier: entry.dataConfig.classifier, source: info.weightsPath)

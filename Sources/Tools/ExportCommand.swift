@@ -22,6 +22,8 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .long, help: "mindcv (MindSpore .ckpt with MindCV's names) or safetensors (canonical names).") var format: Format
     @Option(name: [.short, .long], help: "Output file.") var output: String
     @Flag(name: .long, help: "With --format mindcv: append MindSpore's crc_num trailer.") var crc = false
+    @Flag(name: .customLong("cell-paths"), help: "With --format mindcv: name tensors by full cell paths (older MindSpore) instead of MindSpore 2.x's parameter names.")
+    var cellPaths = false
 
     func validate() throws {
         if pretrained == (ckptPath != nil) { throw ValidationError("give exactly one of --ckpt_path and --pretrained") }
@@ -45,7 +47,7 @@ struct ExportCommand: ParsableCommand {
     func write(_ m: ExportedModel, to path: String) throws {
         switch format {
         case .mindcv:
-            try MindSporeCheckpointWriter.write(try MindCVExport.entries(m.stateDict, keys: m.keys, family: m.family), to: path, crcTrailer: crc)
+            try MindSporeCheckpointWriter.write(try MindCVExport.entries(m.stateDict, keys: m.keys, family: m.family, cellPaths: cellPaths), to: path, crcTrailer: crc)
         case .safetensors:
             try SafeTensorsFile.write(m.stateDict, metadata: ["format": "pt", "model": m.name], to: path)
         }

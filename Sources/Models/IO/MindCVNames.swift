@@ -58,6 +58,20 @@ public struct MindCVNameMap: Sendable {
         return pieces.map { "\(parent).\($0).\(leaf)" }
     }
 
+    /// MindSpore 2.x's own name for a full cell path: what `save_checkpoint(net)` writes and what
+    /// `load_param_into_net(net, params, strict_load=True)` matches. PiT's stages and pools, appended to
+    /// their lists after construction, lose the parent path: `transformers.0.blocks.1.…` is
+    /// `0.blocks.1.…`, `transformers.2.blocks.0.…` is `0.blocks.2.blocks.0.…`, `pools.1.fc.…` is `1.fc.…`.
+    public func mindspore2Name(_ full: String) -> String {
+        guard family == "pit" else { return full }
+        let p = full.split(separator: ".").map(String.init)
+        if p.count > 3, p[0] == "transformers", p[2] == "blocks" {
+            return ((p[1] == "0" ? ["0"] : ["0", "blocks", p[1]]) + p.dropFirst(2)).joined(separator: ".")
+        }
+        if p.count > 2, p[0] == "pools" { return p.dropFirst().joined(separator: ".") }
+        return full
+    }
+
     /// MindCV's dtype for a canonical tensor on export: PVT's position embeddings are Float16.
     public func mindcvDType(for key: String) -> String {
         if family == "pvt", key.hasPrefix("pos_embed") { return "Float16" }

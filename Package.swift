@@ -76,13 +76,18 @@ let package = Package(
         // The `zoo benchmark` harness: speed, memory and MACs of registered models.
         .target(name: "ZooBenchmark", dependencies: ["Tensor", "Models", "Trainer"],
                 path: "Sources/Benchmark", swiftSettings: fast),
+        // ONNX export: the forward pass traced op by op and lowered to standard ONNX operators.
+        .target(name: "Export", dependencies: ["Tensor", "Models", "Protos", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                swiftSettings: fast),
         .executableTarget(name: "Tools",
-                          dependencies: ["Tensor", "Models", "DataPipeline", "Trainer", "DistributedMPI", "ZooBenchmark",
+                          dependencies: ["Tensor", "Models", "DataPipeline", "Trainer", "DistributedMPI", "ZooBenchmark", "Export",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools"),
 
         // Release-mode benchmarks (`swift run -c release opbench`).
         .executableTarget(name: "opbench", dependencies: ["Tensor", "CBLAS"], path: "Benchmarks/OpBench",
+                          swiftSettings: fast),
+        .executableTarget(name: "onnxcheck", dependencies: ["Export", "Models", "Tensor"], path: "Benchmarks/OnnxCheck",
                           swiftSettings: fast),
         .executableTarget(name: "databench", dependencies: ["DataPipeline", "Tensor"], path: "Benchmarks/DataBench",
                           swiftSettings: fast),
@@ -96,5 +101,6 @@ let package = Package(
         .testTarget(name: "TrainerTests", dependencies: ["Trainer", "DataPipeline", "Models", "Tensor", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["DistributedMPI", "Trainer", "DataPipeline", "Tensor", "TestSupport"]),
         .testTarget(name: "BenchmarkTests", dependencies: ["ZooBenchmark", "Models", "Tensor"]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "Models", "Tensor", "Protos", "TestSupport"]),
     ]
 )

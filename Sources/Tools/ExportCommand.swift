@@ -1,0 +1,55 @@
+import ArgumentParser
+import Export
+import Foundation
+import Trainer
+
+/// `zoo export --model NAME [--ckpt_path P] --format onnx --output model.onnx [--image_size N]
+/// [--opset 17] [--batch_size N | --dynamic_batch]` (docs/export.md).
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Write a model in another format (ONNX).")
+
+    @Option(name: .long) var model: String
+    @Option(name: [.customLong("ckpt_path"), .customLong("ckpt-path")],
+            help: "Checkpoint to export; without it the model's seeded initial weights are exported.")
+    var ckptPath: String?
+    @Option(name: .long, help: "onnx") var format: String
+    @Option(name: .long, help: "Output file (written to a temporary file and renamed).") var output: String
+    @Option(name: [.customLong("image_size"), .customLong("image-size")], help: "Input side (default: the checkpoint's recipe, else the model's).")
+    var imageSize: Int?
+    @Option(name: .long, help: "ONNX opset (17-21).") var opset = OnnxExportOptions.defaultOpset
+    @Option(name: [.customLong("batch_size"), .customLong("batch-size")], help: "Fixed batch size of the exported model.")
+    var batchSize: Int?
+    @Flag(name: [.customLong("dynamic_batch"), .customLong("dynamic-batch")], help: "Export with a symbolic batch dimension.")
+    var dynamicBatch = false
+    @Option(name: [.customLong("num_classes"), .customLong("num-classes")], help: "Classes without a checkpoint (default 1000).")
+    var numClasses: Int?
+    @OptionGroup var eval: EvalTransformOptions
+
+    func validate() throws {
+        if format.lowercased() != "onnx" { throw ValidationError("--format must be onnx, got '\(format)'") }
+        if dynamicBatch && batchSize != nil { throw ValidationError("give --batch_size or --dynamic_batch, not both") }
+        if let batchSize, batchSize < 1 { throw ValidationError("--batch_size must be at least 1") }
+        if let imageSize, imageSize < 1 { throw ValidationError("--image_size must be positive") }
+        if !OnnxExportOptions.supportedOpsets.contains(opset) {
+            throw ValidationError("--opset must be between \(OnnxExportOptions.supportedOpsets.lowerBound) and \(OnnxExportOptions.supportedOpsets.upperBound)")
+        }
+        if ckptPath != nil && numClasses != nil { throw ValidationError("--num_classes is taken from the checkpoint; give it only without --ckpt_path") }
+    }
+
+    func run() throws {
+        var settings = try eval.settings()
+        if let imageSize { settings.imageResize = imageSize }
+        let session = try InferenceSession(modelName: model, checkpoint: ckptPath, settings: settings, classes: numClasses)
+        let t = session.transform
+        let metadata = OnnxExporter.metadata(
+            model: model, inputSize: [3, t.outputHeight, t.outputWidth], cropPct: t.cropPct, interpolation: t.interpolation.rawValue,
+            mean: t.normalization.mean.map { Double($0) / 255 }, std: t.normalization.std.map { Double($0) / 255 },
+            numClasses: session.numClasses,
+            extra: [("checkpoint", ckptPath ?? "none (initial weights)")] + (session.classNames.map { [("class_names", $0.joined(separator: "\n"))] } ?? []))
+        let options = OnnxExportOptions(opset: opset, batch: dynamicBatch ? .dynamic : .fixed(batchSize ?? 1), metadata: metadata,
+                                        producerVersion: "zoo")
+        let proto = try OnnxExporter.export(session.model, channels: 3, height: t.outputHeight, width: t.outputWidth, options: options)
+        try OnnxExporter.write(proto, to: output)
+        print("\(output): \(model) as ONNX opset \(opset), input [\(dynamicBatch ? "batch" : String(batchSize ?? 1)), 3, \(t.outputHeight), \(t.outputWidth)], \(proto.graph.node.count) nodes, \(proto.graph.initializer.count) initializers")
+    }
+}

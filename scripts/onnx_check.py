@@ -26,6 +26,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dynamic", action="store_true", help="export with a symbolic batch dimension")
+    ap.add_argument("--numerics", default=None, help="mindcv or timm (default: the model name's own)")
     ap.add_argument("--onnxcheck", default=None, help="path of the built onnxcheck executable")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -40,8 +41,10 @@ def main():
             cmd = [exe, "--model", model, "--batch", str(batch), "--out", out, "--runs", str(args.runs)]
             if args.dynamic:
                 cmd.append("--dynamic")
+            if args.numerics:
+                cmd += ["--numerics", args.numerics]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-            stem = os.path.join(out, f"{model}_b{batch}" + ("_dyn" if args.dynamic else ""))
+            stem = os.path.join(out, f"{model}_b{batch}" + ("_dyn" if args.dynamic else "") + (f"_{args.numerics}" if args.numerics else ""))
             info = json.load(open(stem + ".json"))
             onnx.checker.check_model(stem + ".onnx", full_check=True)
             x = np.fromfile(stem + ".input.bin", dtype=np.float32).reshape(info["input_shape"])

@@ -2,7 +2,7 @@
 // engine's logits for it, with the engine's forward speed, for scripts/onnx_check.py to compare
 // against ONNX Runtime.
 //
-//   env -u OPENBLAS_CORETYPE swift run -c release onnxcheck --model pit_ti --batch 8 [--dynamic] --out DIR [--runs 5]
+//   env -u OPENBLAS_CORETYPE swift run -c release onnxcheck --model pit_ti --batch 8 [--dynamic] [--numerics timm] --out DIR [--runs 5]
 //
 // The model has its seeded initial weights plus N(0, 0.02²) noise on every parameter (initial heads
 // and biases are often all zero, which would make equal logits meaningless).
@@ -34,7 +34,8 @@ let batch = Int(argument("batch") ?? "1") ?? 1
 let runs = Int(argument("runs") ?? "5") ?? 5
 let dynamic = CommandLine.arguments.contains("--dynamic")
 do {
-    let entry = try ModelRegistry.entry(name)
+    let numerics = try argument("numerics").map { try Numerics(parsing: $0) }
+    let entry = try ModelRegistry.entry(name, numerics: numerics)
     let model = entry.build(ModelOptions())
     var generator = RandomGenerator(seed: 11)
     withNoGrad {
@@ -55,7 +56,7 @@ do {
     let proto = try OnnxExporter.export(model, channels: 3, height: side, width: side,
                                         options: OnnxExportOptions(batch: dynamic ? .dynamic : .fixed(batch)))
     let exportSeconds = now() - t0
-    let stem = (out as NSString).appendingPathComponent("\(name)_b\(batch)\(dynamic ? "_dyn" : "")")
+    let stem = (out as NSString).appendingPathComponent("\(name)_b\(batch)\(dynamic ? "_dyn" : "")\(numerics.map { "_\($0.rawValue)" } ?? "")")
     try OnnxExporter.write(proto, to: stem + ".onnx")
     try writeFloats(x, to: stem + ".input.bin")
     try writeFloats(logits, to: stem + ".logits.bin")

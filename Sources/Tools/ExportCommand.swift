@@ -39,13 +39,14 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         var settings = try eval.settings()
         if let imageSize { settings.imageResize = imageSize }
-        let session = try InferenceSession(modelName: model, checkpoint: ckptPath, settings: settings, classes: numClasses)
+        let session = try InferenceSession(modelName: model, checkpoint: ckptPath, settings: settings, classes: numClasses,
+                                           numerics: try eval.chosenNumerics())
         let t = session.transform
         let metadata = OnnxExporter.metadata(
             model: model, inputSize: [3, t.outputHeight, t.outputWidth], cropPct: t.cropPct, interpolation: t.interpolation.rawValue,
             mean: t.normalization.mean.map { Double($0) / 255 }, std: t.normalization.std.map { Double($0) / 255 },
             numClasses: session.numClasses,
-            extra: [("checkpoint", ckptPath ?? "none (initial weights)")] + (session.classNames.map { [("class_names", $0.joined(separator: "\n"))] } ?? []))
+            extra: [("numerics", (session.entry.numerics ?? .mindcv).rawValue), ("checkpoint", ckptPath ?? "none (initial weights)")] + (session.classNames.map { [("class_names", $0.joined(separator: "\n"))] } ?? []))
         let options = OnnxExportOptions(opset: opset, batch: dynamicBatch ? .dynamic : .fixed(batchSize ?? 1), metadata: metadata,
                                         producerVersion: "zoo")
         let proto = try OnnxExporter.export(session.model, channels: 3, height: t.outputHeight, width: t.outputWidth, options: options)

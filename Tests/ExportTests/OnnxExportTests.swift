@@ -17,15 +17,15 @@ final class OnnxExportTests: XCTestCase {
                            options: ModelOptions(numClasses: 7)) }),
         ("vit_tiny", { ViT(config: ViTConfig(imageSize: 32, patchSize: 8, embedDim: 32, depth: 2, heads: 4, mlpRatio: 4, qkvBias: true),
                            options: ModelOptions(numClasses: 7)) }),
-        ("pvt_tiny", { PyramidVisionTransformer(config: PVTConfig(imageSize: 64, patchSize: 4, inChannels: 3, numClasses: 7, embedDims: [8, 16, 24, 32],
-                                                                  numHeads: [1, 2, 3, 4], mlpRatios: [8, 8, 4, 4], depths: [1, 2, 1, 2],
-                                                                  srRatios: [8, 4, 2, 1], qkvBias: true)) }),
+        ("pvt_tiny", { PyramidVisionTransformer(config: PVTConfig(imageSize: 64, patchSize: 4, embedDims: [8, 16, 24, 32], numHeads: [1, 2, 3, 4],
+                                                                  mlpRatios: [8, 8, 4, 4], depths: [1, 2, 1, 2], srRatios: [8, 4, 2, 1], qkvBias: true),
+                                                options: ModelOptions(numClasses: 7)) }),
         ("convit_tiny_g8", { ConViT(config: ConViTConfig(imageSize: 32, patchSize: 4, embedDim: 36, depth: 3, heads: 9, localUpToLayer: 1,
                                                          localityStrength: 2), options: ModelOptions(numClasses: 7)) }),
-        ("visformer_tiny", { Visformer(config: VisformerConfig(imageSize: 64, numClasses: 7, initChannels: 8, embedDim: 24, depths: [0, 2, 1, 1],
-                                                               numHeads: [2, 2, 2, 2])) }),
-        ("visformer_tiny_v2", { Visformer(config: VisformerConfig(imageSize: 64, numClasses: 7, initChannels: 8, embedDim: 32, depths: [1, 1, 2, 1],
-                                                                  numHeads: [1, 2, 2, 4], qkScaleExponent: -0.5)) }),
+        ("visformer_tiny", { Visformer(config: VisformerConfig(imageSize: 64, initChannels: 8, embedDim: 24, depths: [0, 2, 1, 1],
+                                                               numHeads: [2, 2, 2, 2]), options: ModelOptions(numClasses: 7)) }),
+        ("visformer_tiny_v2", { Visformer(config: VisformerConfig(imageSize: 64, initChannels: 8, embedDim: 32, depths: [1, 1, 2, 1],
+                                                                  numHeads: [1, 2, 2, 4], qkScaleExponent: -0.5), options: ModelOptions(numClasses: 7)) }),
     ]
 
     /// Operators the exporter may emit (docs/export.md).

@@ -65,7 +65,10 @@ final class GraphTracer: OpTracer, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         let ins = inputs.map { value(of: $0) }
         var plain: OpAttributes = [:], tensors: [String: Int] = [:]
-        for (k, a) in attributes {
+        // in key order: a value first met here gets the next index, and a dictionary's own order
+        // can differ between two traces
+        for k in attributes.keys.sorted() {
+            guard let a = attributes[k] else { continue }
             if case .tensor(let t) = a { tensors[k] = value(of: t) } else { plain[k] = a }
         }
         let out = define(output, source: .op(ops.count))

@@ -3,15 +3,17 @@ import Export
 import Foundation
 import Trainer
 
-/// `zoo export --model NAME [--ckpt_path P] --format onnx --output model.onnx [--image_size N]
+/// `zoo export --model NAME (--ckpt_path P | --random_weights) --format onnx --output model.onnx [--image_size N]
 /// [--opset 17] [--batch_size N | --dynamic_batch]` (docs/export.md).
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "export", abstract: "Write a model in another format (ONNX).")
 
     @Option(name: .long) var model: String
     @Option(name: [.customLong("ckpt_path"), .customLong("ckpt-path")],
-            help: "Checkpoint to export; without it the model's seeded initial weights are exported.")
+            help: "Checkpoint to export.")
     var ckptPath: String?
+    @Flag(name: [.customLong("random_weights"), .customLong("random-weights")], help: "Export the untrained initial weights (no --ckpt_path).")
+    var randomWeights = false
     @Option(name: .long, help: "onnx") var format: String
     @Option(name: .long, help: "Output file (written to a temporary file and renamed).") var output: String
     @Option(name: [.customLong("image_size"), .customLong("image-size")], help: "Input side (default: the checkpoint's recipe, else the model's).")
@@ -33,6 +35,8 @@ struct ExportCommand: ParsableCommand {
         if !OnnxExportOptions.supportedOpsets.contains(opset) {
             throw ValidationError("--opset must be between \(OnnxExportOptions.supportedOpsets.lowerBound) and \(OnnxExportOptions.supportedOpsets.upperBound)")
         }
+        if ckptPath == nil && !randomWeights { throw ValidationError("give --ckpt_path, or --random_weights to export the untrained initial weights") }
+        if ckptPath != nil && randomWeights { throw ValidationError("give --ckpt_path or --random_weights, not both") }
         if ckptPath != nil && numClasses != nil { throw ValidationError("--num_classes is taken from the checkpoint; give it only without --ckpt_path") }
     }
 
@@ -40,7 +44,7 @@ struct ExportCommand: ParsableCommand {
         var settings = try eval.settings()
         if let imageSize { settings.imageResize = imageSize }
         let session = try InferenceSession(modelName: model, checkpoint: ckptPath, settings: settings, classes: numClasses,
-                                           numerics: try eval.chosenNumerics())
+                                           numerics: try eval.chosenNumerics(), randomWeights: randomWeights)
         let t = session.transform
         let metadata = OnnxExporter.metadata(
             model: model, inputSize: [3, t.outputHeight, t.outputWidth], cropPct: t.cropPct, interpolation: t.interpolation.rawValue,

@@ -12,7 +12,7 @@ final class ExportCommandTests: XCTestCase {
         defer { folder.cleanup() }
         let output = folder.path + "/pit.onnx"
         let run = try BuiltExecutables.runZoo(["export", "--model", "pit_ti", "--random_weights", "--num_classes", "4", "--format", "onnx",
-                                                "--output", output, "--image_size", "32", "--crop_pct", "1", "--dynamic_batch"])
+                                                "--output", output, "--image_size", "32", "--crop_pct", "1", "--dynamic_batch"], timeout: 120)
         XCTAssertEqual(run.status, 0, run.output)
         let proto = try Onnx_ModelProto(serializedBytes: try Data(contentsOf: URL(fileURLWithPath: output)))
         let props = Dictionary(proto.metadataProps.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
@@ -28,7 +28,7 @@ final class ExportCommandTests: XCTestCase {
         XCTAssertEqual(proto.graph.output[0].type.tensorType.shape.dim.last?.dimValue, 4)
 
         // no weights named: refused before anything is written
-        let refused = try BuiltExecutables.runZoo(["export", "--model", "pit_ti", "--format", "onnx", "--output", folder.path + "/x.onnx"])
+        let refused = try BuiltExecutables.runZoo(["export", "--model", "pit_ti", "--format", "onnx", "--output", folder.path + "/x.onnx"], timeout: 60)
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.output.contains("--random_weights"), refused.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder.path + "/x.onnx"))

@@ -77,13 +77,18 @@ let package = Package(
         // The `zoo benchmark` harness: speed, memory and MACs of registered models.
         .target(name: "ZooBenchmark", dependencies: ["Tensor", "Models", "Trainer"],
                 path: "Sources/Benchmark", swiftSettings: fast),
+        // ONNX export: the forward pass traced op by op and lowered to standard ONNX operators.
+        .target(name: "Export", dependencies: ["Tensor", "Models", "Protos", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                swiftSettings: fast),
         .executableTarget(name: "Tools",
-                          dependencies: ["Tensor", "Models", "DataPipeline", "Trainer", "DistributedMPI", "ZooBenchmark",
+                          dependencies: ["Tensor", "Models", "DataPipeline", "Trainer", "DistributedMPI", "ZooBenchmark", "Export",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools"),
 
         // Release-mode benchmarks (`swift run -c release opbench`).
         .executableTarget(name: "opbench", dependencies: ["Tensor", "CBLAS"], path: "Benchmarks/OpBench",
+                          swiftSettings: fast),
+        .executableTarget(name: "onnxcheck", dependencies: ["Export", "Models", "Tensor"], path: "Benchmarks/OnnxCheck",
                           swiftSettings: fast),
         .executableTarget(name: "databench", dependencies: ["DataPipeline", "Tensor"], path: "Benchmarks/DataBench",
                           swiftSettings: fast),
@@ -99,5 +104,6 @@ let package = Package(
         .testTarget(name: "BenchmarkTests", dependencies: ["ZooBenchmark", "Models", "Tensor"]),
         .testTarget(name: "WeightsTests", dependencies: ["Models", "Tensor", "Trainer", "TestSupport", "Protos",
                                                         .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "Models", "Tensor", "Protos", "TestSupport"]),
     ]
 )

@@ -9,7 +9,7 @@ struct Zoo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zoo",
         abstract: "Vision transformers on the CPU: train, validate, predict, benchmark.",
-        subcommands: [TrainCommand.self, ValidateCommand.self, PredictCommand.self, ExportCommand.self, ListCommand.self, DataCommand.self, BenchmarkCommand.self, DistributedCheckCommand.self])
+        subcommands: [TrainCommand.self, ValidateCommand.self, PredictCommand.self, ListCommand.self, DataCommand.self, BenchmarkCommand.self, DistributedCheckCommand.self, ExportCommand.self])
 
     static func main() {
         BLASRuntime.preferFastestCore()

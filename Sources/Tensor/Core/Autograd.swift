@@ -39,12 +39,14 @@ public func withNoGrad<R>(_ body: () throws -> R) rethrows -> R {
 }
 
 extension Tensor {
-    /// Attaches `out` to the tape when recording is on and any input is on the tape. `backward`
+    /// Attaches `out` to the tape when recording is on and any input is on the tape (and reports the op
+    /// with its `attributes` to an installed `OpTracer`). `backward`
     /// receives the gradient of `out` and returns one gradient per input, each either in the input's
     /// shape or in a shape that broadcasts to it (it is summed down centrally); nil means none.
     @inline(__always)
-    public static func record(_ op: String, _ out: Tensor, inputs: [Tensor],
+    public static func record(_ op: String, _ out: Tensor, inputs: [Tensor], attributes: @autoclosure () -> OpAttributes = [:],
                               backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+        OpTrace.note(op, inputs: inputs, output: out, attributes: attributes())  // ONNX export (Core/OpTrace.swift)
         guard GradMode.isEnabled, inputs.contains(where: { $0.node != nil }) else { return out }
         var result = out
         result.node = Node(op: op, shape: out.shape, inputs: inputs, backward: backward)

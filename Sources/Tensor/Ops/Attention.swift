@@ -93,9 +93,13 @@ extension Tensor {
                 }
             }
         }
-        if !recording { return withExtendedLifetime((q, k, v, probs)) { out } }
+        let traced: OpAttributes = ["scale": .float(scale), "channelMajor": .bool(layout == .channelMajor)]
+        if !recording {
+            OpTrace.note("attention", inputs: [q, k, v], output: out, attributes: traced)
+            return withExtendedLifetime((q, k, v, probs)) { out }
+        }
         let q0 = q.detached(), k0 = k.detached(), v0 = v.detached()
-        return record("attention", out, inputs: [q, k, v]) { g in
+        return record("attention", out, inputs: [q, k, v], attributes: traced) { g in
             let pp = probs.storage.pointer.sendable  // the closure owns the saved probabilities
             let dq = Tensor(uninitializedShape: q0.shape), dk = Tensor(uninitializedShape: k0.shape)
             let dvT = Tensor(uninitializedShape: v0.shape)

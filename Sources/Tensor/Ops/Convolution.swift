@@ -195,7 +195,7 @@ extension Tensor {
         if let bias { inputs.append(bias) }
         let xd = x.node != nil, wd = weight.node != nil
         let x0 = x.detached(), w0 = weight.detached()
-        return record("conv2d", out, inputs: inputs) { g in
+        return record("conv2d", out, inputs: inputs, attributes: ["stride": .ints([stride.0, stride.1]), "padding": .ints([padding.0, padding.1]), "groups": .int(groups)]) { g in
             let pg = g.storage.pointer
             let dx = xd ? Tensor.zeros(x0.shape) : nil
             let dw = wd ? Tensor.zeros(w0.shape) : nil

@@ -166,7 +166,7 @@ extension Tensor {
     /// x·scale + shift.
     public func affine(scale: Float, shift: Float) -> Tensor {
         let out = unaryMap(self) { x, o, n in for i in 0..<n { o[i] = x[i] * scale + shift } }
-        return Tensor.record("affine", out, inputs: [self]) { g in [g.scaled(scale)] }
+        return Tensor.record("affine", out, inputs: [self], attributes: ["scale": .float(scale), "shift": .float(shift)]) { g in [g.scaled(scale)] }
     }
 }
 

@@ -32,7 +32,7 @@ extension Tensor {
         }
         let pos0 = positional.detached(), gate0 = gate.detached()
         let needL = logits.node != nil, needP = positional.node != nil, needG = gate.node != nil
-        return record("gpsa_mix", out, inputs: [logits, positional, gate]) { dA in
+        return record("gpsa_mix", out, inputs: [logits, positional, gate], attributes: ["scale": .float(scale)]) { dA in
             let dL = needL ? Tensor(uninitializedShape: [b, h, n, n]) : nil
             let dP = Tensor(uninitializedShape: [h, n, n])
             let dgRows = Tensor(uninitializedShape: [h * n])  // per (head, query row) partial sums of dg

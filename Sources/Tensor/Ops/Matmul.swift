@@ -130,7 +130,7 @@ extension Tensor {
         }
         let ad = a.node != nil, bd = b.node != nil
         let a0 = a.detached(), b0 = b.detached()
-        return record("matmul", out, inputs: [a, b]) { g in
+        return record("matmul", out, inputs: [a, b], attributes: ["transposeA": .bool(transposeA), "transposeB": .bool(transposeB)]) { g in
             let G = MatrixBatch(pointer: g.storage.pointer, rows: m, cols: n, stride: m * n)
             var da: Tensor? = nil, db: Tensor? = nil
             if ad {

@@ -39,7 +39,7 @@ extension Tensor {
         permuteCopy(from: storage.pointer, shape: shape, order: order, to: out.storage.pointer)
         var inverse = [Int](repeating: 0, count: rank)
         for (i, o) in order.enumerated() { inverse[o] = i }
-        return Tensor.record("permute", out, inputs: [self]) { g in [g.permuted(inverse)] }
+        return Tensor.record("permute", out, inputs: [self], attributes: ["order": .ints(order)]) { g in [g.permuted(inverse)] }
     }
 
     /// Swaps two dimensions.
@@ -63,7 +63,7 @@ extension Tensor {
             (dst + o * chunk).update(from: src + (o * n + range.lowerBound) * inner, count: chunk)
         }
         let inShape = shape
-        return Tensor.record("slice", out, inputs: [self]) { g in
+        return Tensor.record("slice", out, inputs: [self], attributes: ["axis": .int(a), "start": .int(range.lowerBound), "end": .int(range.upperBound)]) { g in
             let dx = Tensor.zeros(inShape)
             let pg = g.storage.pointer, pd = dx.storage.pointer
             for o in 0..<outer { (pd + (o * n + range.lowerBound) * inner).update(from: pg + o * chunk, count: chunk) }
@@ -99,7 +99,7 @@ extension Tensor {
             ranges.append(offset..<(offset + n))
             offset += n
         }
-        return record("concat", out, inputs: parts) { g in ranges.map { g.slice(axis: a, $0) } }
+        return record("concat", out, inputs: parts, attributes: ["axis": .int(a)]) { g in ranges.map { g.slice(axis: a, $0) } }
     }
 
     /// Rows `indices` along `axis` (index_select); the gradient scatters back with accumulation.
@@ -115,7 +115,7 @@ extension Tensor {
             for (j, i) in indices.enumerated() { (dst + (o * m + j) * inner).update(from: src + (o * n + i) * inner, count: inner) }
         }
         let inShape = shape
-        return Tensor.record("gather", out, inputs: [self]) { g in
+        return Tensor.record("gather", out, inputs: [self], attributes: ["axis": .int(a), "indices": .ints(indices)]) { g in
             let dx = Tensor.zeros(inShape)
             let pg = g.storage.pointer, pd = dx.storage.pointer
             for o in 0..<outer {

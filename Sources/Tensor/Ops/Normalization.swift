@@ -38,7 +38,7 @@ extension Tensor {
         let hasW = weight != nil, hasB = bias != nil
         let xd = x.node != nil
         let x0 = x.detached(), w0 = weight?.detached()
-        return record("layer_norm", out, inputs: inputs) { g in
+        return record("layer_norm", out, inputs: inputs, attributes: ["eps": .float(eps), "hasWeight": .bool(hasW), "hasBias": .bool(hasB)]) { g in
             // x̂ = (x − μ)·rstd, ĝ = g·w:  dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)),
             // dw = Σ_rows g·x̂, db = Σ_rows g (per-thread partial sums, reduced after)
             let dx = xd ? Tensor(uninitializedShape: x0.shape) : nil
@@ -109,7 +109,8 @@ extension Tensor {
         }
         let xd = x.node != nil
         let x0 = x.detached(), w0 = weight.detached()
-        return record("batch_norm", out, inputs: [x, weight, bias]) { g in
+        return record("batch_norm", out, inputs: [x, weight, bias],
+                      attributes: ["eps": .float(eps), "training": .bool(training), "runningMean": .tensor(runningMean), "runningVar": .tensor(runningVar)]) { g in
             // the closure owns what it reads: the input, the weight and the statistics
             let px = x0.storage.pointer.sendable, pw = w0.storage.pointer.sendable
             let pm = mean.storage.pointer.sendable, pr = rstd.storage.pointer.sendable

@@ -20,7 +20,9 @@ extension Tensor {
                 windows.append((cy0, cy1, cx0, cx1, 1 / Float(div)))
             }
         }
-        return pool(x, windows: windows, outH: oh, outW: ow, op: "avg_pool2d")
+        return pool(x, windows: windows, outH: oh, outW: ow, op: "avg_pool2d",
+                    attributes: ["kernel": .ints([kernel.0, kernel.1]), "stride": .ints([s.0, s.1]),
+                                 "padding": .ints([padding.0, padding.1]), "countIncludePad": .bool(countIncludePad)])
     }
 
     /// Adaptive average pooling to `output` (PyTorch's window rule: start = ⌊i·H/out⌋,
@@ -35,10 +37,11 @@ extension Tensor {
                 windows.append((y0, y1, x0, x1, 1 / Float((y1 - y0) * (x1 - x0))))
             }
         }
-        return pool(x, windows: windows, outH: output.0, outW: output.1, op: "adaptive_avg_pool2d")
+        return pool(x, windows: windows, outH: output.0, outW: output.1, op: "adaptive_avg_pool2d", attributes: [:])
     }
 
-    static func pool(_ x: Tensor, windows: [(Int, Int, Int, Int, Float)], outH: Int, outW: Int, op: String) -> Tensor {
+    static func pool(_ x: Tensor, windows: [(Int, Int, Int, Int, Float)], outH: Int, outW: Int, op: String,
+                     attributes: @autoclosure () -> OpAttributes) -> Tensor {
         precondition(x.rank == 4, "\(op): input \(x.shape) must be [N, C, H, W]")
         let n = x.shape[0], c = x.shape[1], ih = x.shape[2], iw = x.shape[3]
         let out = Tensor(uninitializedShape: [n, c, outH, outW])
@@ -55,7 +58,7 @@ extension Tensor {
             }
         }
         let inShape = x.shape
-        return record(op, out, inputs: [x]) { g in
+        return record(op, out, inputs: [x], attributes: attributes()) { g in
             let dx = Tensor.zeros(inShape)
             let pg = g.storage.pointer.sendable, pd = dx.storage.pointer.sendable
             Parallel.forRange(n * c, grain: 64) { r in

@@ -82,7 +82,7 @@ extension Tensor {
         }
         let result = cur.reshapedNoGrad(finalShape)
         let inShape = shape
-        return Tensor.record("sum", result, inputs: [self]) { g in [g.reshapedNoGrad(kept).expanded(to: inShape)] }
+        return Tensor.record("sum", result, inputs: [self], attributes: ["axes": .ints(ax), "keepDims": .bool(keepDims)]) { g in [g.reshapedNoGrad(kept).expanded(to: inShape)] }
     }
 
     public func sum(axis: Int, keepDims: Bool = false) -> Tensor { sum(axes: [axis], keepDims: keepDims) }
@@ -119,7 +119,7 @@ extension Tensor {
         }
         let result = out.reshapedNoGrad(keepDims ? kept : shape.enumerated().filter { $0.offset != a }.map { $0.element })
         let inShape = shape
-        return Tensor.record("max", result, inputs: [self]) { g in
+        return Tensor.record("max", result, inputs: [self], attributes: ["axis": .int(a), "keepDims": .bool(keepDims)]) { g in
             let dx = Tensor.zeros(inShape)
             let pg = g.storage.pointer, pd = dx.storage.pointer
             for o in 0..<outer {

@@ -25,23 +25,18 @@ final class ImageDecodeFuzzTests: XCTestCase {
     func testMutatedImagesDecodeConsistentlyOrThrowNamedErrors() throws {
         // A small pixel limit keeps mutated sizes from allocating gigabytes (the limit itself is tested).
         let decoder = ImageDecoder(maxPixels: 1 << 20)
-        var decoded = 0, refused = 0
-        let n = try MutationFuzzer(seed: 5).run(corpus: try seeds()) { bytes, label in
-            do {
-                let image = try decoder.decode(bytes, path: "fuzz")
-                XCTAssertGreaterThan(image.width, 0, label)
-                XCTAssertGreaterThan(image.height, 0, label)
-                XCTAssertLessThanOrEqual(image.width * image.height, 1 << 20, label)
-                XCTAssertEqual(image.pixels.count, image.width * image.height * 3, label)
-                decoded += 1
-            } catch {
-                XCTAssertEqual(error.path, "fuzz", "\(label): \(error)")
-                refused += 1
-            }
-        }
-        XCTAssertGreaterThan(n, 11)
-        XCTAssertGreaterThan(decoded, 0)
-        XCTAssertGreaterThan(refused, 0)
+        let r = MutationFuzzer(seed: 5).run(corpus: try seeds(), refusing: DataError.self, { bytes, label in
+            let image = try decoder.decode(bytes, path: "fuzz")
+            XCTAssertGreaterThan(image.width, 0, label)
+            XCTAssertGreaterThan(image.height, 0, label)
+            XCTAssertLessThanOrEqual(image.width * image.height, 1 << 20, label)
+            XCTAssertEqual(image.pixels.count, image.width * image.height * 3, label)
+        }, refused: { error, label in
+            XCTAssertEqual(error.path, "fuzz", "\(label): \(error)")
+        })
+        XCTAssertGreaterThan(r.inputs, 11)
+        XCTAssertGreaterThan(r.accepted, 0)
+        XCTAssertGreaterThan(r.refused, 0)
     }
 
     /// The corpus's once-dangerous files end in the documented errors.

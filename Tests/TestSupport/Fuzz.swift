@@ -47,6 +47,26 @@ public struct MutationFuzzer {
         return corpus.count + n
     }
 
+    /// Runs the fuzzer where every input must be accepted (`body` returns) or refused with an `E`
+    /// (checked by `refused`); any other error fails the test. Returns the counts and inputs run.
+    public func run<E: Error>(corpus: [[UInt8]], refusing: E.Type, _ body: ([UInt8], String) throws -> Void,
+                              refused check: (E, String) -> Void, file: StaticString = #filePath, line: UInt = #line)
+        -> (accepted: Int, refused: Int, inputs: Int) {
+        var accepted = 0, refused = 0
+        let inputs = run(corpus: corpus) { bytes, label in
+            do {
+                try body(bytes, label)
+                accepted += 1
+            } catch let error as E {
+                check(error, label)
+                refused += 1
+            } catch {
+                XCTFail("\(label): unexpected error type \(type(of: error)): \(error)", file: file, line: line)
+            }
+        }
+        return (accepted, refused, inputs)
+    }
+
     /// Values that sit on size and sign boundaries.
     static let interesting: [UInt64] = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFF, 1 << 32,
                                         0x7FFF_FFFF_FFFF_FFFF, UInt64.max, 16, 64, 224, 1 << 20]

@@ -143,7 +143,8 @@ func resamplePositionEmbedding(_ t: Tensor, layout: PositionEmbeddingLayout, to 
     }
     switch layout {
     case .map:
-        guard t.rank == 4, t.shape[1] == shape[1] else { return nil }
+        // An empty grid (a file's `[1, 64, 0, 0]`) has nothing to resample from: refused, not divided by.
+        guard t.rank == 4, t.shape[1] == shape[1], t.shape[2] > 0, t.shape[3] > 0, shape[2] > 0, shape[3] > 0 else { return nil }
         let out = bicubicResample(t.scalars, channels: t.shape[1], from: (t.shape[2], t.shape[3]), to: (shape[2], shape[3]),
                                   channelsLast: false)
         return Tensor(shape: shape, out)

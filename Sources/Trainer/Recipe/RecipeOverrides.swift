@@ -31,7 +31,7 @@ extension Recipe {
             if let text {
                 if ["null", "none", "~"].contains(text.lowercased()) {
                     raw = .scalar("null", quoted: false)
-                } else if text.hasPrefix("["), YAMLDepth.deepest(text).depth <= YAMLDepth.limit, let node = try? Yams.compose(yaml: text) {
+                } else if text.hasPrefix("["), YAMLDepth.deepest(text, stopAbove: YAMLDepth.limit).depth <= YAMLDepth.limit, let node = try? Yams.compose(yaml: text) {
                     raw = RawValue(node)
                 } else {
                     raw = .scalar(text, quoted: true)

@@ -7,8 +7,9 @@ enum YAMLDepth {
 
     /// The deepest nesting in `text` and the 1-based line where it is first reached. It counts flow
     /// brackets (`[`, `{`) outside quotes and comments, plus block levels (indentation steps and
-    /// `- ` sequence markers); it over-counts rather than under-counts.
-    static func deepest(_ text: String) -> (depth: Int, line: Int) {
+    /// `- ` sequence markers); it over-counts rather than under-counts. Stops at the first line
+    /// deeper than `stopAbove`.
+    static func deepest(_ text: String, stopAbove: Int = Int.max) -> (depth: Int, line: Int) {
         var best = (depth: 0, line: 1)
         var flow = 0
         var indents: [Int] = []
@@ -30,6 +31,7 @@ enum YAMLDepth {
                 }
                 let blockDepth = indents.count + markers
                 if blockDepth > best.depth { best = (blockDepth, line) }
+                if best.depth > stopAbove { return best }
             }
             var quote: UInt8? = nil
             var previous: UInt8 = 0x20
@@ -44,6 +46,7 @@ enum YAMLDepth {
                 } else if c == 0x5B || c == 0x7B {
                     flow += 1
                     if indents.count + flow > best.depth { best = (indents.count + flow, line) }
+                    if best.depth > stopAbove { return best }
                 } else if c == 0x5D || c == 0x7D {
                     flow = max(flow - 1, 0)
                 }
@@ -56,10 +59,10 @@ enum YAMLDepth {
 
     /// Throws a syntax error naming the line when `text` nests deeper than `limit`.
     static func check(_ text: String, source: String) throws {
-        let d = deepest(text)
+        let d = deepest(text, stopAbove: limit)
         if d.depth > limit {
             throw RecipeError(source: source, line: d.line,
-                              kind: .syntax("nested \(d.depth) levels deep or more; a recipe may nest at most \(limit) levels"))
+                              kind: .syntax("nested more than \(limit) levels deep; a recipe may nest at most \(limit) levels"))
         }
     }
 }

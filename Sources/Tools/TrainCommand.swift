@@ -52,7 +52,7 @@ struct TrainCommand: ParsableCommand {
     }
 }
 
-/// Ctrl-C stops after the current step (the last completed epoch stays the resume point); a second Ctrl-C exits at once.
+/// Ctrl-C stops after the current step (the newest epoch or recovery checkpoint stays the resume point); a second Ctrl-C exits at once.
 func installInterruptHandler(_ run: TrainingRun) {
     nonisolated(unsafe) let target = run
     signal(SIGINT, SIG_IGN)
@@ -61,7 +61,7 @@ func installInterruptHandler(_ run: TrainingRun) {
     source.setEventHandler {
         count += 1
         if count > 1 { exit(130) }
-        FileHandle.standardError.write(Data("interrupt: stopping after the current step; the last completed epoch's checkpoint is kept (Ctrl-C again to quit now)\n".utf8))
+        FileHandle.standardError.write(Data("interrupt: stopping after the current step; the newest epoch or recovery checkpoint is kept for --resume (Ctrl-C again to quit now)\n".utf8))
         target.stopRequested = true
     }
     source.resume()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Models
 import Trainer
 import DataPipeline
 import DistributedMPI
@@ -29,6 +30,8 @@ struct ValidateCommand: ParsableCommand {
           help: "Evaluate the checkpoint's EMA weights (default: the recipe's ema, else the run's).") var ema: Bool?
     @Option(name: .long, help: "imagenet (an image folder); MindCV's built-in readers are refused.") var dataset: String?
     @Flag(name: .long, help: "Print a JSON object: top1, top5 (percent), loss, images, skipped (unreadable images left out).") var json = false
+    @Flag(name: .long, help: "Evaluate the model card's published weights (from $VITZOO_HOME, downloaded when missing).")
+    var pretrained = false
     @Flag(name: [.customLong("random_weights"), .customLong("random-weights")], help: "Score the untrained initial weights (no --ckpt_path).")
     var randomWeights = false
     @Option(name: [.customLong("results_file"), .customLong("results-file")], help: "Write the full report to FILE (.json or .csv).") var resultsFile: String?
@@ -42,6 +45,7 @@ struct ValidateCommand: ParsableCommand {
             throw ValidationError("--results_file must end in .json or .csv, got '\(resultsFile)'")
         }
         if let batchSize, batchSize < 1 { throw ValidationError("--batch_size must be positive") }
+        if pretrained && (ckptPath != nil || randomWeights) { throw ValidationError("--pretrained excludes --ckpt_path and --random_weights") }
     }
 
     func run() throws {
@@ -55,7 +59,10 @@ struct ValidateCommand: ParsableCommand {
         guard let modelName = model ?? recipe?.model else { throw ValidationError("give --model NAME") }
         let dir = dataDir ?? data ?? recipe?.dataDir ?? "./"
         let split = self.split ?? recipe?.valSplit ?? "val"
-        let session = try InferenceSession(modelName: modelName, checkpoint: ckptPath ?? recipe.flatMap { $0.ckptPath.isEmpty ? nil : $0.ckptPath },
+        let checkpoint = pretrained || recipe?.pretrained == true
+            ? try PretrainedWeights.localFile(for: modelName, progress: downloadProgress)
+            : ckptPath ?? recipe.flatMap { $0.ckptPath.isEmpty ? nil : $0.ckptPath }
+        let session = try InferenceSession(modelName: modelName, checkpoint: checkpoint,
                                            settings: try eval.settings(), classes: numClasses ?? recipe?.numClasses,
                                            numerics: try eval.chosenNumerics(), randomWeights: randomWeights,
                                            batchSize: batchSize ?? recipe?.batchSize ?? 64, recipe: recipe, ema: ema ?? recipe?.ema)

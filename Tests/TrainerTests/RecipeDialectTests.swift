@@ -147,7 +147,6 @@ final class RecipeDialectTests: XCTestCase {
             ("aux_factor: 0.4\n", "aux_factor", "aux_factor: 0"),
             ("reduction: sum\n", "reduction", "reduction: mean"),
             ("loss: BCE\n", "loss", "loss: CE"),
-            ("pretrained: True\n", "pretrained", "ckpt_path"),
         ]
         for (yaml, key, hint) in cases {
             guard let e = error([], yaml: yaml) else { continue }
@@ -157,6 +156,9 @@ final class RecipeDialectTests: XCTestCase {
             XCTAssertTrue(message.contains(hint), "\(yaml): \(message)")
         }
         XCTAssertEqual(try parse([], yaml: "dataset: imagefolder\n").dataset, "imagefolder")
+        // `pretrained: True` loads the model card's weights through the cache (docs/checkpoints.md §6).
+        XCTAssertEqual(try parse([], yaml: "pretrained: True\n").pretrained, true)
+        XCTAssertEqual(error([], yaml: "pretrained: True\nckpt_path: w.ckpt\n")?.key, "pretrained")
     }
 
     func testUnsupportedTimmFlagsAreRefusedWithWhatToDo() {

@@ -65,7 +65,7 @@ extension Recipe {
             ("in_channels", "input channels"),
             ("drop_rate", "dropout before the head; null = the model's default"),
             ("drop_path_rate", "stochastic depth rate; null = the model's default"),
-            ("pretrained", "start from the published weights; refused until implemented (use ckpt_path)"),
+            ("pretrained", "start from the model card's published weights (cached in $VITZOO_HOME, downloaded when missing)"),
             ("ckpt_path", "initialise the weights from this checkpoint (with resume_opt: resume)"),
             ("epoch_size", "number of epochs"),
             ("dataset_sink_mode", "MindSpore device-side data feeding; no effect here"),

@@ -480,9 +480,6 @@ extension Recipe {
         if let dropRate { try check(dropRate >= 0 && dropRate < 1, "drop_rate", "must be in [0, 1), got \(dropRate)") }
         if let dropPathRate { try check(dropPathRate >= 0 && dropPathRate < 1, "drop_path_rate", "must be in [0, 1), got \(dropPathRate)") }
         try check(!(pretrained && !ckptPath.isEmpty), "pretrained", "pretrained and ckpt_path are mutually exclusive")
-        // Published weights are not loaded by the trainer yet: refuse rather than train from scratch silently.
-        try refuse(pretrained, "pretrained", "loading the model card's published weights is not implemented yet: "
-                   + "convert them to a checkpoint and give ckpt_path: FILE, or set pretrained: False")
         try positive(epochSize, "epoch_size")
         // checkpoints
         try positive(ckptSaveInterval, "ckpt_save_interval")

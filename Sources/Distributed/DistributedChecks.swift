@@ -9,7 +9,7 @@ import Trainer
 #endif
 
 /// Self-checks of data parallelism, run by every rank of an `mpirun` job (`zoo distributed-check`)
-/// and driven by Tests/TrainerTests/DistributedTests.swift. Each returns a one-line verdict that
+/// and driven by Tests/DistributedTests/DistributedTests.swift. Each returns a one-line verdict that
 /// rank 0 prints; a failed check throws `DistributedCheckFailure`.
 public enum DistributedChecks {
     /// A small MLP without dropout or BatchNorm: Linear → LayerNorm → GELU → Linear.

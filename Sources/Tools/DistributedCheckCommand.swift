@@ -5,7 +5,7 @@ import DistributedMPI
 import ZooBenchmark
 
 /// `mpirun -n 2 zoo distributed-check --check equivalence|shards|failure`: self-checks of data
-/// parallelism for the test suite (Tests/TrainerTests/DistributedTests.swift). Hidden from help.
+/// parallelism for the test suite (Tests/DistributedTests/DistributedTests.swift). Hidden from help.
 struct DistributedCheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distributed-check", abstract: "Self-checks of distributed training (run under mpirun).",

@@ -169,6 +169,7 @@ public enum ResidentMemory {
     @discardableResult
     public static func releaseAndResetPeak() -> Bool {
         BufferPool.shared.drain()
+        BufferPool.shared.resetPeak()
         // glibc's malloc_trim (not in the Glibc module map): returns free heap pages to the system.
         if let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") {
             typealias Trim = @convention(c) (Int) -> Int32

@@ -254,6 +254,10 @@ public enum Benchmark {
             r.trainStepCPUPerThreadMs = BenchmarkClock.median(cpu) / Double(Parallel.threads) * 1000
             r.trainIterations = calls
             r.peakRSSTrainBytes = ResidentMemory.peak
+            let pool = BufferPool.shared.peakStatistics
+            log?(String(format: "  %@ engine buffers at their peak: %.0f MB in use + %.0f MB cached (most in use at once: %.0f MB)", entry.name,
+                        Double(pool.liveBytes) / 1_048_576, Double(pool.cachedBytes) / 1_048_576,
+                        Double(BufferPool.shared.highestLiveBytes) / 1_048_576))
             log?(String(format: "  %@ training step: %.1f images/s (forward %.0f ms, backward %.0f ms, optimizer %.0f ms), peak RSS %.0f MB",
                         entry.name, r.trainImagesPerS!, r.trainForwardMs!, r.trainBackwardMs!, r.trainOptimizerMs!,
                         Double(r.peakRSSTrainBytes ?? 0) / 1_048_576))

@@ -188,6 +188,30 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(Int(bitPattern: b.pointer) % 64, 0, "64-byte aligned")
     }
 
+    func testBufferPoolBestFitWithBoundedWaste() {
+        let pool = BufferPool()
+        let (big, bigCap) = pool.acquire(100_000)
+        let (small, smallCap) = pool.acquire(30_000)
+        pool.release(big, capacity: bigCap)
+        pool.release(small, capacity: smallCap)
+        XCTAssertEqual(pool.current, BufferPool.Statistics(liveBytes: 0, cachedBytes: (bigCap + smallCap) * 4))
+        // 60,000 floats fit the cached 100,000-float buffer (less than twice the request): reused.
+        let (a, aCap) = pool.acquire(60_000)
+        XCTAssertEqual(a, big)
+        XCTAssertEqual(aCap, bigCap)
+        // 20,000 floats take the smallest buffer that holds them (the 30,000 one), not a larger one.
+        let (b, _) = pool.acquire(20_000)
+        XCTAssertEqual(b, small)
+        // 40,000 floats: nothing cached; a fresh buffer.
+        pool.release(a, capacity: aCap)
+        let (c, cCap) = pool.acquire(40_000)
+        XCTAssertNotEqual(c, big, "a buffer more than twice the request is not used")
+        XCTAssertEqual(pool.peakStatistics.footprintBytes, (bigCap + smallCap + cCap) * 4)
+        XCTAssertEqual(pool.highestLiveBytes, (bigCap + smallCap) * 4)
+        pool.drain()
+        XCTAssertEqual(pool.current.cachedBytes, 0)
+    }
+
     func testRandomGeneratorIsDeterministic() {
         var a = RandomGenerator(seed: 3), b = RandomGenerator(seed: 3)
         for _ in 0..<10 { XCTAssertEqual(a.next(), b.next()) }

@@ -6,14 +6,6 @@ import TestSupport
 /// The performance paths against the plain ones: conv2d's sample-parallel path, sgemm's panel split,
 /// attention without recording.
 final class FastPathTests: XCTestCase {
-    /// Runs `body` with `Parallel.threads` set to `n` (the split paths need more than one thread).
-    private func withThreads<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
-        let saved = Parallel.threads
-        Parallel.threads = n
-        defer { Parallel.threads = saved }
-        return try body()
-    }
-
     func testConvSampleSplitMatchesReferenceAndGradients() {
         var d = TestData(seed: 41)
         // (input, out channels, kernel, stride, padding, groups)

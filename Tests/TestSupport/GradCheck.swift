@@ -144,3 +144,11 @@ public func maxAbsDiff(_ a: Tensor, _ b: Tensor) -> Float {
     for i in 0..<a.count { m = max(m, abs(a.storage.pointer[i] - b.storage.pointer[i])) }
     return m
 }
+
+/// Runs `body` with `Parallel.threads` set to `n` (the split paths need more than one thread).
+public func withThreads<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
+    let saved = Parallel.threads
+    Parallel.threads = n
+    defer { Parallel.threads = saved }
+    return try body()
+}

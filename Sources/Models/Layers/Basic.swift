@@ -79,8 +79,10 @@ public final class Dropout: Module {
     public let p: Float
     let state: ModelState
     public init(_ p: Float, state: ModelState) { self.p = p; self.state = state }
+    /// Whether a call changes its input (training mode with p > 0).
+    public var isActive: Bool { p > 0 && state.training }
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        guard p > 0, state.training else { return x }
+        guard isActive else { return x }
         return x.dropout(p, training: true, generator: &state.generator)
     }
     public func visit(_ v: inout ModuleVisitor) {}
@@ -110,7 +112,14 @@ public final class Mlp: Module {
         self.drop = Dropout(drop, state: state)
         self.gelu = gelu
     }
-    public func callAsFunction(_ x: Tensor) -> Tensor { drop(fc2(drop(fc1(x).gelu(approximate: gelu)))) }
+    /// One fused op (`Tensor.mlp`: fc1's GELU output is recomputed in backward, not kept) unless
+    /// dropout is active between the two layers.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        if let b1 = fc1.bias?.value, let b2 = fc2.bias?.value, !drop.isActive {
+            return Tensor.mlp(x, fc1Weight: fc1.weight.value, fc1Bias: b1, fc2Weight: fc2.weight.value, fc2Bias: b2, approximate: gelu)
+        }
+        return drop(fc2(drop(fc1(x).gelu(approximate: gelu))))
+    }
     public func visit(_ v: inout ModuleVisitor) { v.child("fc1", fc1); v.child("fc2", fc2) }
 }
 

@@ -105,9 +105,9 @@ public struct MemoryEstimate: Sendable, Equatable {
         for s in stages {
             let n = Double(s.tokens), m = Double(s.keyTokens), c = Double(s.width), h = Double(s.hidden)
             parameters += Double(s.depth) * (4 * c * c + 2 * c * h) + n * c
-            // Saved per block and sample: LayerNorm inputs/outputs, q/k/v, attention output, MLP
-            // hidden before and after GELU; the scores and their softmax.
-            let block = n * (6 * c + 2 * h) + 2 * Double(s.heads) * n * m
+            // Saved per block and sample: LayerNorm inputs/outputs, q/k/v, attention output, the MLP
+            // hidden before GELU (Tensor.mlp recomputes the GELU output); the scores and their softmax.
+            let block = n * (6 * c + h) + 2 * Double(s.heads) * n * m
             kept += Double(s.depth) * block
             peak = max(peak, s.depth > 0 ? n * (2 * c + h) + n * m : 0)
         }

@@ -179,8 +179,24 @@ extension Tensor {
     /// pre-fills the output and the GEMM accumulates onto it).
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         let inF = weight.shape[1], outF = weight.shape[0]
-        precondition(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF) (weight \(weight.shape))")
         if let bias { precondition(bias.shape == [outF], "linear: bias \(bias.shape) for weight \(weight.shape)") }
+        let rows = x.count / inF
+        let out = linearProduct(x, weight: weight, bias: bias)
+        let x0 = x.detached(), w0 = weight.detached()
+        let xd = x.node != nil, wd = weight.node != nil
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        let hasBias = bias != nil
+        return record("linear", out, inputs: inputs) { g in
+            let p = LinearGradients(g, rows: rows, weight: w0, input: x0, needInput: xd, needWeight: wd, needBias: hasBias)
+            return [p.input, p.weight, p.bias]
+        }
+    }
+
+    /// x·Wᵀ + b without recording: the bias is written first and the GEMM adds onto it (beta = 1).
+    static func linearProduct(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        let inF = weight.shape[1], outF = weight.shape[0]
+        precondition(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF) (weight \(weight.shape))")
         let rows = x.count / inF
         let out = Tensor(uninitializedShape: Array(x.shape.dropLast()) + [outF])
         let po = out.storage.pointer
@@ -192,28 +208,29 @@ extension Tensor {
         }
         sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.storage.pointer, lda: inF,
               b: weight.storage.pointer, ldb: inF, beta: bias == nil ? 0 : 1, c: po, ldc: outF)
-        let x0 = x.detached(), w0 = weight.detached()
-        let xd = x.node != nil, wd = weight.node != nil
-        var inputs = [x, weight]
-        if let bias { inputs.append(bias) }
-        return record("linear", out, inputs: inputs) { g in
-            var dx: Tensor? = nil, dw: Tensor? = nil, db: Tensor? = nil
-            if xd {
-                let t = Tensor(uninitializedShape: x0.shape)
-                sgemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.storage.pointer, lda: outF,
-                      b: w0.storage.pointer, ldb: inF, c: t.storage.pointer, ldc: inF)
-                dx = t
-            }
-            if wd {
-                let t = Tensor(uninitializedShape: w0.shape)
-                sgemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.storage.pointer, lda: outF,
-                      b: x0.storage.pointer, ldb: inF, c: t.storage.pointer, ldc: inF)
-                dw = t
-            }
-            if bias != nil {
-                db = g.reshapedNoGrad([rows, outF]).sum(axes: [0])
-            }
-            return [dx, dw, db]
+        return out
+    }
+}
+
+/// The gradients of y = x·Wᵀ + b from dy (`g`, `rows × out`): dx = g·W, dW = gᵀ·x, db = Σ_rows g,
+/// each only when asked.
+struct LinearGradients {
+    var input: Tensor?, weight: Tensor?, bias: Tensor?
+
+    init(_ g: Tensor, rows: Int, weight w: Tensor, input x: Tensor, needInput: Bool, needWeight: Bool, needBias: Bool) {
+        let inF = w.shape[1], outF = w.shape[0]
+        if needInput {
+            let t = Tensor(uninitializedShape: x.shape)
+            sgemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.storage.pointer, lda: outF,
+                  b: w.storage.pointer, ldb: inF, c: t.storage.pointer, ldc: inF)
+            input = t
         }
+        if needWeight {
+            let t = Tensor(uninitializedShape: w.shape)
+            sgemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.storage.pointer, lda: outF,
+                  b: x.storage.pointer, ldb: inF, c: t.storage.pointer, ldc: inF)
+            weight = t
+        }
+        if needBias { bias = g.reshapedNoGrad([rows, outF]).sum(axes: [0]) }
     }
 }

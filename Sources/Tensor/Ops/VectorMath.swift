@@ -286,14 +286,26 @@ func verf(_ a: Vec) -> Vec {
     g * (0.5 * (1 + fastErf(v * 0.707_106_78)) + v * 0.398_942_28 * fastExp(-0.5 * v * v))
 }
 
+/// e = exp(−2u) of the tanh form, u = √(2/π)(v + 0.044715v³), the exponent capped at 80.
+@_transparent
+func vGeluTanhExp(_ v: Vec) -> Vec {
+    var a = (v + 0.044_715 * v * v * v) * -1.595_769_1
+    a.replace(with: Vec(repeating: 80), where: a .> 80)
+    return vexp(a)
+}
+
+/// gelu′(v) of the tanh form from e = `vGeluTanhExp(v)` and r = 1 / (1 + e).
+@_transparent
+func vGeluTanhSlope(_ v: Vec, e: Vec, r: Vec) -> Vec {
+    let du2 = (1 + 0.134_145 * v * v) * 1.595_769_1
+    return r + (e * r) * r * (v * du2)
+}
+
 func geluTanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
     var i = 0
-    let cap = Vec(repeating: 80)
     while i + 16 <= n {
         let v = vload(x + i)
-        var a = (v + 0.044_715 * v * v * v) * -1.595_769_1
-        a.replace(with: cap, where: a .> cap)
-        vstore(v / (1 + vexp(a)), y + i)
+        vstore(v / (1 + vGeluTanhExp(v)), y + i)
         i += 16
     }
     while i < n { y[i] = geluTanhScalar(x[i]); i += 1 }
@@ -301,15 +313,10 @@ func geluTanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>
 
 func geluTanhBackward(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
     var i = 0
-    let cap = Vec(repeating: 80)
     while i + 16 <= n {
         let v = vload(x + i)
-        var a = (v + 0.044_715 * v * v * v) * -1.595_769_1
-        a.replace(with: cap, where: a .> cap)
-        let e = vexp(a)
-        let r = 1 / (1 + e)
-        let du2 = (1 + 0.134_145 * v * v) * 1.595_769_1
-        vstore(vload(g + i) * (r + (e * r) * r * (v * du2)), dx + i)
+        let e = vGeluTanhExp(v)
+        vstore(vload(g + i) * vGeluTanhSlope(v, e: e, r: 1 / (1 + e)), dx + i)
         i += 16
     }
     while i < n { dx[i] = geluTanhGradScalar(x[i], g[i]); i += 1 }
@@ -325,16 +332,61 @@ func geluErfForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
     while i < n { y[i] = geluErfScalar(x[i]); i += 1 }
 }
 
+/// gelu′(v) of the erf form, Φ(v) + v·φ(v), from erf(v/√2).
+@_transparent
+func vGeluErfSlope(_ v: Vec, erf: Vec) -> Vec {
+    0.5 * (1 + erf) + v * (0.398_942_28 * vexp(-0.5 * v * v))
+}
+
 func geluErfBackward(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
     var i = 0
     while i + 16 <= n {
         let v = vload(x + i)
-        let cdf = 0.5 * (1 + verf(v * 0.707_106_78))
-        let pdf = 0.398_942_28 * vexp(-0.5 * v * v)
-        vstore(vload(g + i) * (cdf + v * pdf), dx + i)
+        vstore(vload(g + i) * vGeluErfSlope(v, erf: verf(v * 0.707_106_78)), dx + i)
         i += 16
     }
     while i < n { dx[i] = geluErfGradScalar(x[i], g[i]); i += 1 }
+}
+
+/// GELU's value and its input gradient in one pass (one exp per element instead of two):
+/// y = gelu(x) and dx = g·gelu′(x), bit for bit what `geluTanhForward` and `geluTanhBackward` give.
+/// `dx` may be `g` (each element is read before it is written); `y` must not overlap `x`.
+func geluTanhForwardBackward(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                             _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 16 <= n {
+        let v = vload(x + i)
+        let e = vGeluTanhExp(v)
+        let d = 1 + e
+        vstore(v / d, y + i)
+        vstore(vload(g + i) * vGeluTanhSlope(v, e: e, r: 1 / d), dx + i)
+        i += 16
+    }
+    while i < n {
+        let v = x[i]
+        y[i] = geluTanhScalar(v)
+        dx[i] = geluTanhGradScalar(v, g[i])
+        i += 1
+    }
+}
+
+/// The exact-erf counterpart of `geluTanhForwardBackward` (same aliasing rules).
+func geluErfForwardBackward(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                            _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    while i + 16 <= n {
+        let v = vload(x + i)
+        let erf = verf(v * 0.707_106_78)
+        vstore(0.5 * v * (1 + erf), y + i)
+        vstore(vload(g + i) * vGeluErfSlope(v, erf: erf), dx + i)
+        i += 16
+    }
+    while i < n {
+        let v = x[i]
+        y[i] = geluErfScalar(v)
+        dx[i] = geluErfGradScalar(v, g[i])
+        i += 1
+    }
 }
 
 /// y[i] = e^{x[i] − shift}; returns Σ y (x and y may be the same buffer). Blocked like `vsum`.

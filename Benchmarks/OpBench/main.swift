@@ -1,6 +1,6 @@
 // opbench: throughput of the engine's hot ops in release mode.
 //
-//   env -u OPENBLAS_CORETYPE swift run -c release opbench [--quick] [--only gemm|kernels|attention|mlp]
+//   env -u OPENBLAS_CORETYPE swift run -c release opbench [--quick] [--only gemm|kernels|attention|mlp|conv] [--conv-shape NAME-PART]
 //
 // Every figure is the median of repeated runs after warm-up. Sections:
 // - GEMM GFLOP/s through Tensor.matmul / Tensor.linear against a direct cblas_sgemm at the same shape;
@@ -16,7 +16,7 @@ import Tensor
 BLASRuntime.preferFastestCore()
 
 let quick = CommandLine.arguments.contains("--quick")
-/// `--only gemm|kernels|attention|mlp` runs one section.
+/// `--only gemm|kernels|attention|mlp|conv` runs one section (`--conv-shape NAME-PART`: the conv shapes whose name contains it).
 let onlySection: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap { i in
     i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
 }
@@ -93,6 +93,14 @@ print("BLAS core: \(BLASRuntime.coreName)   BLAS threads: \(BLASRuntime.threads)
 print("OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)")   config: \(BLASRuntime.config)")
 print("medians of repeated runs\(quick ? " (quick mode: fewer runs)" : ""); load average at start: \(loadAverage())")
 print("")
+
+// MARK: - Convolutions (ConvBench.swift)
+if wants("conv") {
+    let filter = CommandLine.arguments.firstIndex(of: "--conv-shape").flatMap { i in
+        i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
+    }
+    runConvSection(filter: filter)
+}
 
 // MARK: - GEMM
 if wants("gemm") {

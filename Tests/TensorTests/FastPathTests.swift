@@ -6,11 +6,13 @@ import TestSupport
 /// The performance paths against the plain ones: conv2d's sample-parallel path, sgemm's panel split,
 /// attention without recording.
 final class FastPathTests: XCTestCase {
-    func testConvSampleSplitMatchesReferenceAndGradients() {
+    func testConvWorkSplitMatchesReferenceAndGradients() {
         var d = TestData(seed: 41)
         // (input, out channels, kernel, stride, padding, groups)
         let configs: [([Int], Int, (Int, Int), (Int, Int), (Int, Int), Int)] = [
             ([3, 8, 9, 7], 8, (3, 3), (1, 1), (1, 1), 4),     // grouped 3×3 "same" (Visformer MLP)
+            ([1, 8, 9, 7], 8, (3, 3), (1, 1), (1, 1), 4),     // the same at batch 1: split over the groups
+            ([1, 9, 6, 5], 6, (3, 3), (2, 1), (1, 0), 3),     // batch 1, odd group count per core
             ([4, 6, 11, 10], 12, (3, 3), (2, 2), (1, 1), 2),  // stride 2 with borders
             ([2, 4, 8, 8], 6, (1, 1), (1, 1), (0, 0), 1),     // pointwise
             ([3, 3, 16, 16], 8, (4, 4), (4, 4), (0, 0), 1),   // patch embedding
@@ -25,7 +27,7 @@ final class FastPathTests: XCTestCase {
                 Conv2dOptions.sampleSplit = split
                 defer { Conv2dOptions.sampleSplit = true }
                 withThreads(2) {
-                    XCTAssertEqual(convSplitsSamples(batch: shape[0]), split)
+                    XCTAssertEqual(convSplitsWork(batch: shape[0], groups: g), split)
                     var x = x0.copy(), w = w0.copy(), b = b0.copy()
                     x.requiresGrad = true; w.requiresGrad = true; b.requiresGrad = true
                     let y = Tensor.conv2d(x, weight: w, bias: b, stride: s, padding: p, groups: g)

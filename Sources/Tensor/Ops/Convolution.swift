@@ -101,13 +101,14 @@ func col2im(_ cols: UnsafePointer<Float>, _ g: Conv2dGeometry, channels: Int, _ 
     Parallel.forRange(channels, grain: 1) { r in col2imChannels(UnsafePointer(pc.base), g, channels: r, pd.base) }
 }
 
-/// Whether conv2d splits the samples across cores (single-threaded im2col and GEMMs per sample and
-/// group) rather than threading each GEMM: per-sample GEMMs are small (a grouped conv's are only
-/// O/groups rows), so one per core beats a threaded GEMM each. Off for a batch smaller than the
-/// core count.
+/// Whether conv2d splits its (sample, group) products across cores (single-threaded im2col and GEMMs
+/// per sample and group) rather than threading each GEMM: per-sample GEMMs are small (a grouped conv's
+/// are only O/groups rows), so one run of them per core beats a threaded GEMM each. Needs at least
+/// one (sample, group) product per core from whole samples or, at a batch smaller than the core count,
+/// from the groups (Visformer's 8-group 3×3 at batch 1: one hand-off instead of 16).
 @inline(__always)
-func convSplitsSamples(batch: Int) -> Bool {
-    Conv2dOptions.sampleSplit && Parallel.threads > 1 && batch >= Parallel.threads
+func convSplitsWork(batch: Int, groups: Int) -> Bool {
+    Conv2dOptions.sampleSplit && Parallel.threads > 1 && (batch >= Parallel.threads || batch * groups >= Parallel.threads)
 }
 
 /// Switches for the convolution strategy (tests compare the two paths).
@@ -115,20 +116,24 @@ public enum Conv2dOptions {
     nonisolated(unsafe) public static var sampleSplit = true
 }
 
-/// How conv2d spreads the samples of a batch over the cores: `chunks` contiguous runs of samples, one
-/// per core with single-threaded im2col, col2im and GEMMs (when `convSplitsSamples`), or a single run
-/// whose im2col, col2im and GEMMs each use every core. Forward and backward are written once against it.
+/// How conv2d spreads the batch's (sample, group) products over the cores: `chunks` contiguous runs
+/// of the products in sample-major order, one per core with single-threaded im2col, col2im and GEMMs
+/// (when `convSplitsWork`), or a single run whose im2col, col2im and GEMMs each use every core.
+/// Forward and backward are written once against it.
 struct ConvSampleSchedule {
-    let batch: Int, chunks: Int
+    let batch: Int, groups: Int, chunks: Int
     var splits: Bool { chunks > 1 }
 
-    init(batch: Int) {
-        self.batch = batch
-        chunks = convSplitsSamples(batch: batch) ? Swift.min(Parallel.threads, batch) : 1
+    init(batch: Int, groups: Int) {
+        self.batch = batch; self.groups = groups
+        chunks = convSplitsWork(batch: batch, groups: groups) ? Swift.min(Parallel.threads, batch * groups) : 1
     }
 
-    /// The samples of chunk `ch`.
-    func samples(_ ch: Int) -> Range<Int> { (batch * ch / chunks)..<(batch * (ch + 1) / chunks) }
+    /// The (sample, group) products of chunk `ch`, as `sample · groups + group`.
+    func products(_ ch: Int) -> Range<Int> {
+        let total = batch * groups
+        return (total * ch / chunks)..<(total * (ch + 1) / chunks)
+    }
 
     /// Runs `body(chunk)` for every chunk: concurrently under single-threaded BLAS when split, inline
     /// (with threaded kernels inside) otherwise.
@@ -167,20 +172,19 @@ extension Tensor {
         if geo.isDepthwise {
             depthwiseForward(px, pw, po, geo, batch: n)
         } else {
-            let sched = ConvSampleSchedule(batch: n)
+            let sched = ConvSampleSchedule(batch: n, groups: geo.groups)
             let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])
             let pxs = px.sendable, pws = pw.sendable, pos = po.sendable, pcs = cols?.storage.pointer.sendable
             sched.run { ch in
                 let cp = pcs.map { $0 + ch * geo.colRows * p }
-                for b in sched.samples(ch) {
-                    for gi in 0..<geo.groups {
-                        let xin = UnsafePointer(pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW)
-                        var colPtr = xin
-                        if let cp { sched.im2colGroup(xin, geo, cp); colPtr = UnsafePointer(cp) }
-                        sgemm(transA: false, transB: false, m: geo.og, n: p, k: geo.colRows,
-                              a: pws + gi * geo.og * geo.colRows, lda: geo.colRows, b: colPtr, ldb: p,
-                              c: pos + b * outPlane + gi * geo.og * p, ldc: p)
-                    }
+                for u in sched.products(ch) {
+                    let b = u / geo.groups, gi = u % geo.groups
+                    let xin = UnsafePointer(pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW)
+                    var colPtr = xin
+                    if let cp { sched.im2colGroup(xin, geo, cp); colPtr = UnsafePointer(cp) }
+                    sgemm(transA: false, transB: false, m: geo.og, n: p, k: geo.colRows,
+                          a: pws + gi * geo.og * geo.colRows, lda: geo.colRows, b: colPtr, ldb: p,
+                          c: pos + b * outPlane + gi * geo.og * p, ldc: p)
                 }
             }
             withExtendedLifetime(cols) {}  // the GEMMs above read it through pointers
@@ -202,7 +206,7 @@ extension Tensor {
             if geo.isDepthwise {
                 depthwiseBackward(x0.storage.pointer, w0.storage.pointer, pg, dx?.storage.pointer, dw?.storage.pointer, geo, batch: n)
             } else {
-                let sched = ConvSampleSchedule(batch: n)
+                let sched = ConvSampleSchedule(batch: n, groups: geo.groups)
                 let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])
                 let wsize = geo.outChannels * geo.colRows
                 // one dW per chunk (dW itself for a single chunk), summed after
@@ -212,29 +216,28 @@ extension Tensor {
                 let pdx = dx?.storage.pointer.sendable
                 sched.run { ch in
                     let cp = pcs.map { $0 + ch * geo.colRows * p }
-                    for b in sched.samples(ch) {
-                        for gi in 0..<geo.groups {
-                            let xin = UnsafePointer(pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW)
-                            let gout = pgs + b * outPlane + gi * geo.og * p
-                            let wg = pws + gi * geo.og * geo.colRows
-                            if let pps {
-                                // dW_g += dY_g · colsᵀ
-                                var colPtr = xin
-                                if let cp { sched.im2colGroup(xin, geo, cp); colPtr = UnsafePointer(cp) }
-                                sgemm(transA: false, transB: true, m: geo.og, n: geo.colRows, k: p, a: gout, lda: p,
-                                      b: colPtr, ldb: p, beta: 1, c: pps + ch * wsize + gi * geo.og * geo.colRows, ldc: geo.colRows)
-                            }
-                            if let pdx {
-                                let dxin = pdx + b * inPlane + gi * geo.cg * geo.inH * geo.inW
-                                if let cp {
-                                    // dcols = W_gᵀ · dY_g, then scatter back
-                                    sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
-                                          b: gout, ldb: p, c: cp, ldc: p)
-                                    sched.col2imGroup(UnsafePointer(cp), geo, dxin)
-                                } else {
-                                    sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
-                                          b: gout, ldb: p, beta: 1, c: dxin, ldc: p)
-                                }
+                    for u in sched.products(ch) {
+                        let b = u / geo.groups, gi = u % geo.groups
+                        let xin = UnsafePointer(pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW)
+                        let gout = pgs + b * outPlane + gi * geo.og * p
+                        let wg = pws + gi * geo.og * geo.colRows
+                        if let pps {
+                            // dW_g += dY_g · colsᵀ
+                            var colPtr = xin
+                            if let cp { sched.im2colGroup(xin, geo, cp); colPtr = UnsafePointer(cp) }
+                            sgemm(transA: false, transB: true, m: geo.og, n: geo.colRows, k: p, a: gout, lda: p,
+                                  b: colPtr, ldb: p, beta: 1, c: pps + ch * wsize + gi * geo.og * geo.colRows, ldc: geo.colRows)
+                        }
+                        if let pdx {
+                            let dxin = pdx + b * inPlane + gi * geo.cg * geo.inH * geo.inW
+                            if let cp {
+                                // dcols = W_gᵀ · dY_g, then scatter back
+                                sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
+                                      b: gout, ldb: p, c: cp, ldc: p)
+                                sched.col2imGroup(UnsafePointer(cp), geo, dxin)
+                            } else {
+                                sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
+                                      b: gout, ldb: p, beta: 1, c: dxin, ldc: p)
                             }
                         }
                     }

@@ -22,8 +22,15 @@ let targetCPU: [String] = {
     #endif
     return []
 }()
+// VITZOO_AVX512: kernels with explicit register tiles size them for 32 vector registers.
+let avx512Flags: [String] = {
+    guard let cpu = targetCPU.last else { return [] }
+    let avx512 = ["skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server", "tigerlake",
+                  "sapphirerapids", "graniterapids", "emeraldrapids", "znver4", "znver5", "x86-64-v4"]
+    return avx512.contains(cpu) ? ["-D", "VITZOO_AVX512"] : []
+}()
 let fast: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"] + targetCPU, .when(configuration: .release)),
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"] + targetCPU + avx512Flags, .when(configuration: .release)),
 ]
 
 let package = Package(

@@ -44,6 +44,45 @@ final class FastPathTests: XCTestCase {
         }
     }
 
+    /// The direct kernel of stride-1 grouped convs (forward and input gradient) against the im2col path
+    /// and the Double reference: register-tile remainders, wide rows spanning several tiles, paddings
+    /// from none to kernel − 1, batch 1 (split over the groups) and 3, one and two threads.
+    func testDirectConvMatchesIm2colPath() {
+        var d = TestData(seed: 53)
+        // (input, out channels, kernel, padding, groups)
+        let configs: [([Int], Int, (Int, Int), (Int, Int), Int)] = [
+            ([3, 16, 7, 9], 48, (3, 3), (1, 1), 2),   // Visformer-like: og 24, three tiles
+            ([1, 6, 5, 37], 18, (3, 3), (1, 1), 2),   // og 9 (tile + remainder), rows wider than a tile
+            ([2, 9, 6, 5], 6, (3, 3), (0, 0), 3),     // valid conv, og 2 < tile
+            ([1, 4, 8, 6], 10, (5, 3), (4, 2), 2),    // padding kernel − 1 (full conv), non-square
+            ([2, 8, 1, 17], 8, (1, 3), (0, 1), 4),    // single row
+        ]
+        for (shape, o, k, p, g) in configs {
+            for threads in [1, 2] {
+                let label = "direct conv \(shape) k\(k) p\(p) g\(g) threads \(threads)"
+                let x0 = d.normal(shape), w0 = d.normal([o, shape[1] / g, k.0, k.1])
+                let seed = d.normal([shape[0], o, shape[2] + 2 * p.0 - k.0 + 1, shape[3] + 2 * p.1 - k.1 + 1])
+                var results: [(Tensor, Tensor, Tensor)] = []
+                for direct in [false, true] {
+                    Conv2dOptions.directKernel = direct
+                    defer { Conv2dOptions.directKernel = true }
+                    withThreads(threads) {
+                        var x = x0.copy(), w = w0.copy()
+                        x.requiresGrad = true; w.requiresGrad = true
+                        let y = Tensor.conv2d(x, weight: w, bias: nil, padding: p, groups: g)
+                        (y * seed).sum().backward()
+                        results.append((y, x.grad!, w.grad!))
+                    }
+                }
+                let ref = naiveConv(x0, w0, nil, stride: (1, 1), padding: p, groups: g)
+                XCTAssertLessThan(maxAbsDiff(results[1].0, ref), 1e-4, label)
+                XCTAssertLessThan(maxAbsDiff(results[1].0, results[0].0), 1e-4, label)
+                XCTAssertLessThan(maxAbsDiff(results[1].1, results[0].1), 1e-4, "\(label) dx")
+                XCTAssertLessThan(maxAbsDiff(results[1].2, results[0].2), 1e-3, "\(label) dw")
+            }
+        }
+    }
+
     func testSgemmPanelSplitMatchesUnsplit() {
         var d = TestData(seed: 43)
         // (m, n, k): split by rows, split by columns (few rows), odd sizes

@@ -241,6 +241,9 @@ final class GradientTests: XCTestCase {
             ConvCase(name: "stride 2 no bias", input: [1, 2, 6, 6], out: 3, kernel: (3, 3), stride: (2, 2), padding: (0, 0), groups: 1, bias: false),
             ConvCase(name: "non-square", input: [2, 2, 5, 7], out: 3, kernel: (2, 3), stride: (2, 1), padding: (1, 0), groups: 1, bias: true),
             ConvCase(name: "groups 2", input: [2, 4, 4, 4], out: 6, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 2, bias: true),
+            // stride-1 grouped: the direct kernel (og 9 = a register tile of 8 or 4 plus a remainder)
+            ConvCase(name: "grouped 3x3 direct", input: [2, 6, 5, 6], out: 18, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 2, bias: false),
+            ConvCase(name: "grouped 5x3 direct, pad (2, 0)", input: [1, 4, 6, 5], out: 4, kernel: (5, 3), stride: (1, 1), padding: (2, 0), groups: 2, bias: true),
             ConvCase(name: "depthwise x2 (PiT pooling)", input: [2, 3, 5, 5], out: 6, kernel: (3, 3), stride: (2, 2), padding: (1, 1), groups: 3, bias: true),
             ConvCase(name: "depthwise x1", input: [1, 4, 4, 5], out: 4, kernel: (3, 3), stride: (1, 1), padding: (1, 1), groups: 4, bias: false),
             ConvCase(name: "pointwise 1x1", input: [2, 3, 3, 4], out: 5, kernel: (1, 1), stride: (1, 1), padding: (0, 0), groups: 1, bias: true),

@@ -2,7 +2,8 @@ import Foundation
 
 // 2-D convolution, NCHW, weights [O, C/groups, kh, kw]. General case: im2col per sample and group,
 // then one GEMM; 1×1 stride-1 convolutions skip im2col; convolutions with one input channel per
-// group (depthwise, with any channel multiplier) run a direct kernel.
+// group (depthwise, with any channel multiplier) run a direct kernel, and so do the forward pass and
+// input gradient of stride-1 grouped convolutions (DirectConv.swift).
 
 public struct Conv2dGeometry: Sendable, Equatable {
     public var inChannels: Int, outChannels: Int, kernelH: Int, kernelW: Int
@@ -114,6 +115,8 @@ func convSplitsWork(batch: Int, groups: Int) -> Bool {
 /// Switches for the convolution strategy (tests compare the two paths).
 public enum Conv2dOptions {
     nonisolated(unsafe) public static var sampleSplit = true
+    /// Stride-1 grouped convolutions through the direct kernel (`Conv2dGeometry.usesDirectKernel`).
+    nonisolated(unsafe) public static var directKernel = true
 }
 
 /// How conv2d spreads the batch's (sample, group) products over the cores: `chunks` contiguous runs
@@ -171,6 +174,8 @@ extension Tensor {
         let inPlane = geo.inChannels * geo.inH * geo.inW, outPlane = geo.outChannels * p
         if geo.isDepthwise {
             depthwiseForward(px, pw, po, geo, batch: n)
+        } else if geo.usesDirectKernel {
+            directConvForward(px, pw, po, geo, batch: n)
         } else {
             let sched = ConvSampleSchedule(batch: n, groups: geo.groups)
             let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])
@@ -201,7 +206,8 @@ extension Tensor {
         let x0 = x.detached(), w0 = weight.detached()
         return record("conv2d", out, inputs: inputs, attributes: ["stride": .ints([stride.0, stride.1]), "padding": .ints([padding.0, padding.1]), "groups": .int(groups)]) { g in
             let pg = g.storage.pointer
-            let dx = xd ? Tensor.zeros(x0.shape) : nil
+            let direct = geo.usesDirectKernel
+            let dx = xd ? (direct ? Tensor(uninitializedShape: x0.shape) : Tensor.zeros(x0.shape)) : nil
             let dw = wd ? Tensor.zeros(w0.shape) : nil
             if geo.isDepthwise {
                 depthwiseBackward(x0.storage.pointer, w0.storage.pointer, pg, dx?.storage.pointer, dw?.storage.pointer, geo, batch: n)
@@ -228,7 +234,7 @@ extension Tensor {
                             sgemm(transA: false, transB: true, m: geo.og, n: geo.colRows, k: p, a: gout, lda: p,
                                   b: colPtr, ldb: p, beta: 1, c: pps + ch * wsize + gi * geo.og * geo.colRows, ldc: geo.colRows)
                         }
-                        if let pdx {
+                        if let pdx, !direct {
                             let dxin = pdx + b * inPlane + gi * geo.cg * geo.inH * geo.inW
                             if let cp {
                                 // dcols = W_gᵀ · dY_g, then scatter back
@@ -242,6 +248,7 @@ extension Tensor {
                         }
                     }
                 }
+                if direct, let dx { directConvInputGradient(pg, w0.storage.pointer, dx.storage.pointer, geo, batch: n) }
                 withExtendedLifetime((cols, x0, w0, g)) {}  // read through pointers by the GEMMs and col2im
                 if sched.splits, let partial, let dw {
                     let pd = dw.storage.pointer, pp = partial.storage.pointer

@@ -1,0 +1,155 @@
+import Foundation
+
+// Direct stride-1 convolution of one group, without im2col: Visformer's grouped 3×3 MLP conv
+// (docs/models.md §7) forward, and its input gradient (the same kernel on dY with the kernel flipped
+// and the channel roles swapped).
+//
+// The group's input planes are copied into zero-padded planes of width PW = W + 2·padW. Output
+// positions are computed over that padded width, q = oy·PW + ox (ox < PW; the last kw − 1 columns of
+// each row are junk and dropped), so kernel tap (c, i, j) reads the input at q + c·plane + i·PW + j:
+// a plain shift, one contiguous vector load per tap for 16 consecutive outputs. A register tile of
+// `DirectConv.tileChannels` output channels × `DirectConv.tileVectors` vectors of 16 positions
+// accumulates with fused multiply-adds, the weight of each (tap, channel) broadcast from a
+// [taps, out channels] copy of the kernel.
+
+/// The tile of the direct kernel: output channels × 16-wide position vectors held in registers.
+/// AVX-512 has 32 vector registers (24 accumulators); AVX2's 16 ymm registers hold 4 × 2 halves.
+enum DirectConv {
+    #if VITZOO_AVX512
+    static let tileChannels = 8, tileVectors = 3
+    #else
+    static let tileChannels = 4, tileVectors = 1
+    #endif
+}
+
+/// One group's stride-1 convolution: `cin` input planes H×W → `cout` output planes OH×OW.
+struct DirectConvShape: Equatable {
+    let cin: Int, cout: Int, h: Int, w: Int, kh: Int, kw: Int, padH: Int, padW: Int
+    var paddedW: Int { w + 2 * padW }
+    var paddedH: Int { h + 2 * padH }
+    var outH: Int { paddedH - kh + 1 }
+    var outW: Int { paddedW - kw + 1 }
+    var taps: Int { cin * kh * kw }
+    /// Positions computed per output channel: OH·PW rounded up to whole tiles.
+    var positions: Int {
+        let block = 16 * DirectConv.tileVectors
+        return (outH * paddedW + block - 1) / block * block
+    }
+    /// Floats per padded input plane: the rows, then slack for the last tile's overreach, rounded to 16.
+    var planeStride: Int { (paddedH * paddedW + (positions - outH * paddedW) + kw + 15) / 16 * 16 }
+    /// Scratch floats one worker needs: padded input planes, then the padded-width outputs.
+    var scratchCount: Int { cin * planeStride + cout * positions }
+}
+
+/// Offsets of the kernel taps (c, i, j), in weight order, into the padded input.
+func directConvTapOffsets(_ s: DirectConvShape) -> [Int] {
+    var offs: [Int] = []
+    offs.reserveCapacity(s.taps)
+    for c in 0..<s.cin { for i in 0..<s.kh { for j in 0..<s.kw { offs.append(c * s.planeStride + i * s.paddedW + j) } } }
+    return offs
+}
+
+/// Zeroes a worker's padded input planes (their borders stay zero: `directConvGroup` only writes interiors).
+func directConvClearScratch(_ s: DirectConvShape, _ scratch: UnsafeMutablePointer<Float>) {
+    scratch.update(repeating: 0, count: s.cin * s.planeStride)
+}
+
+/// out[o, oy, ox] = Σ_t wt[t, o] · x_padded[tap t shifted to (oy, ox)], for one group.
+/// `x`: `cin` planes H×W; `wt`: [taps, cout] (tap order c, i, j); `out`: `cout` planes OH×OW (overwritten);
+/// `scratch`: `s.scratchCount` floats whose padded-plane borders are zero (`directConvClearScratch`).
+func directConvGroup(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                     _ s: DirectConvShape, offsets: UnsafePointer<Int>, scratch: UnsafeMutablePointer<Float>) {
+    let pw = s.paddedW, ps = s.planeStride
+    for c in 0..<s.cin {
+        let src = x + c * s.h * s.w, dst = scratch + c * ps + s.padH * pw + s.padW
+        for y in 0..<s.h { (dst + y * pw).update(from: src + y * s.w, count: s.w) }
+    }
+    let xp = UnsafePointer(scratch), op = scratch + s.cin * ps
+    let n = s.positions, taps = s.taps, tc = DirectConv.tileChannels, tv = 16 * DirectConv.tileVectors
+    var o = 0
+    while o + tc <= s.cout {
+        for q in stride(from: 0, to: n, by: tv) {
+            directConvTile(xp + q, wt + o, s.cout, offsets, taps, op + o * n + q, n)
+        }
+        o += tc
+    }
+    while o < s.cout {
+        for q in stride(from: 0, to: n, by: 16) { directConvColumn(xp + q, wt + o, s.cout, offsets, taps, op + o * n + q) }
+        o += 1
+    }
+    // drop the junk columns
+    let oh = s.outH, ow = s.outW
+    for o in 0..<s.cout {
+        let src = op + o * n, dst = out + o * oh * ow
+        for y in 0..<oh { (dst + y * ow).update(from: src + y * pw, count: ow) }
+    }
+}
+
+/// One output channel × 16 positions.
+@inline(__always)
+func directConvColumn(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ ldw: Int, _ offs: UnsafePointer<Int>,
+                      _ taps: Int, _ out: UnsafeMutablePointer<Float>) {
+    var a = Vec()
+    for t in 0..<taps { a = a.addingProduct(vload(x + offs[t]), Vec(repeating: w[t * ldw])) }
+    vstore(a, out)
+}
+
+#if VITZOO_AVX512
+/// 8 output channels × 48 positions (24 zmm accumulators).
+@inline(__always)
+func directConvTile(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ ldw: Int, _ offs: UnsafePointer<Int>,
+                    _ taps: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    var a00 = Vec(), a01 = Vec(), a02 = Vec(), a10 = Vec(), a11 = Vec(), a12 = Vec()
+    var a20 = Vec(), a21 = Vec(), a22 = Vec(), a30 = Vec(), a31 = Vec(), a32 = Vec()
+    var a40 = Vec(), a41 = Vec(), a42 = Vec(), a50 = Vec(), a51 = Vec(), a52 = Vec()
+    var a60 = Vec(), a61 = Vec(), a62 = Vec(), a70 = Vec(), a71 = Vec(), a72 = Vec()
+    for t in 0..<taps {
+        let p = x + offs[t], wr = w + t * ldw
+        let v0 = vload(p), v1 = vload(p + 16), v2 = vload(p + 32)
+        var b = Vec(repeating: wr[0])
+        a00 = a00.addingProduct(v0, b); a01 = a01.addingProduct(v1, b); a02 = a02.addingProduct(v2, b)
+        b = Vec(repeating: wr[1])
+        a10 = a10.addingProduct(v0, b); a11 = a11.addingProduct(v1, b); a12 = a12.addingProduct(v2, b)
+        b = Vec(repeating: wr[2])
+        a20 = a20.addingProduct(v0, b); a21 = a21.addingProduct(v1, b); a22 = a22.addingProduct(v2, b)
+        b = Vec(repeating: wr[3])
+        a30 = a30.addingProduct(v0, b); a31 = a31.addingProduct(v1, b); a32 = a32.addingProduct(v2, b)
+        b = Vec(repeating: wr[4])
+        a40 = a40.addingProduct(v0, b); a41 = a41.addingProduct(v1, b); a42 = a42.addingProduct(v2, b)
+        b = Vec(repeating: wr[5])
+        a50 = a50.addingProduct(v0, b); a51 = a51.addingProduct(v1, b); a52 = a52.addingProduct(v2, b)
+        b = Vec(repeating: wr[6])
+        a60 = a60.addingProduct(v0, b); a61 = a61.addingProduct(v1, b); a62 = a62.addingProduct(v2, b)
+        b = Vec(repeating: wr[7])
+        a70 = a70.addingProduct(v0, b); a71 = a71.addingProduct(v1, b); a72 = a72.addingProduct(v2, b)
+    }
+    vstore(a00, out); vstore(a01, out + 16); vstore(a02, out + 32)
+    var d = out + ldo
+    vstore(a10, d); vstore(a11, d + 16); vstore(a12, d + 32)
+    d += ldo
+    vstore(a20, d); vstore(a21, d + 16); vstore(a22, d + 32)
+    d += ldo
+    vstore(a30, d); vstore(a31, d + 16); vstore(a32, d + 32)
+    d += ldo
+    vstore(a40, d); vstore(a41, d + 16); vstore(a42, d + 32)
+    d += ldo
+    vstore(a50, d); vstore(a51, d + 16); vstore(a52, d + 32)
+    d += ldo
+    vstore(a60, d); vstore(a61, d + 16); vstore(a62, d + 32)
+    d += ldo
+    vstore(a70, d); vstore(a71, d + 16); vstore(a72, d + 32)
+}
+#else
+/// 4 output channels × 16 positions (8 ymm accumulators on AVX2).
+@inline(__always)
+func directConvTile(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ ldw: Int, _ offs: UnsafePointer<Int>,
+                    _ taps: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    var a0 = Vec(), a1 = Vec(), a2 = Vec(), a3 = Vec()
+    for t in 0..<taps {
+        let v = vload(x + offs[t]), wr = w + t * ldw
+        a0 = a0.addingProduct(v, Vec(repeating: wr[0])); a1 = a1.addingProduct(v, Vec(repeating: wr[1]))
+        a2 = a2.addingProduct(v, Vec(repeating: wr[2])); a3 = a3.addingProduct(v, Vec(repeating: wr[3]))
+    }
+    vstore(a0, out); vstore(a1, out + ldo); vstore(a2, out + 2 * ldo); vstore(a3, out + 3 * ldo)
+}
+#endif

@@ -1,5 +1,5 @@
 import Foundation
-import Models
+@testable import Models
 import Tensor
 import XCTest
 import TestSupport
@@ -92,6 +92,31 @@ final class VisformerTests: XCTestCase {
         // v1: hd^-0.25 on q and k = 1/√hd; v2: hd^-0.5 on each = 1/hd.
         XCTAssertEqual(VisformerAttentionScale.of(v1, stage: 3), 1 / Float(24).squareRoot(), accuracy: 1e-7)
         XCTAssertEqual(VisformerAttentionScale.of(v2, stage: 3), 1 / 16, accuracy: 1e-7)
+    }
+
+    /// Evaluation without a tape folds every BatchNorm next to a conv into it
+    /// (Sources/Models/Layers/BatchNormFolding.swift): the logits match the unfolded evaluation (with
+    /// recording on, nothing is folded) for non-trivial statistics and affine parameters.
+    func testBatchNormFoldingMatchesUnfoldedEvaluation() {
+        var g = RandomGenerator(seed: 11)
+        for m in [Self.v1(), Self.v2()] {
+            for (_, b) in m.namedBuffers() {
+                let r = Tensor.randn(b.shape, generator: &g)
+                b.value = Tensor(shape: b.shape, r.scalars.map { b.value.scalars[0] == 1 ? 0.5 + abs($0) : 0.3 * $0 })
+            }
+            for (name, p) in m.namedParameters() where p.shape.count == 1 && !name.hasPrefix("head") {
+                p.value = p.value.detached() + Tensor.randn(p.shape, std: 0.2, generator: &g)
+                p.value.requiresGrad = true
+            }
+            m.eval()
+            XCTAssertNil(m.norm.foldableAffine(), "recording on: not folded")
+            withNoGrad { XCTAssertNotNil(m.norm.foldableAffine(), "eval without a tape: folded") }
+            let x = Tensor.randn([2, 3, 64, 64], generator: &g)
+            let unfolded = m(x), folded = withNoGrad { m(x) }
+            XCTAssertLessThanOrEqual(maxAbsDiff(folded, unfolded), 1e-4 * maxAbs(unfolded), "\(m.config.depths)")
+            m.train()
+            withNoGrad { XCTAssertNil(m.norm.foldableAffine(), "training: not folded") }
+        }
     }
 
     func testOptionsAndHead() throws {

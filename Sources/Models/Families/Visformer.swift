@@ -133,7 +133,7 @@ public final class VisformerPatchEmbed: Module {
         norm = BatchNorm2d(dim, eps: c.batchNormEps, momentum: c.batchNormMomentum, state: state)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { norm(proj(x)) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { proj.followed(by: norm, x) }
     public func visit(_ v: inout ModuleVisitor) { v.child("proj", proj); v.child("norm", norm) }
 }
 
@@ -164,12 +164,21 @@ public final class VisformerAttention: Module {
         attnDrop = Dropout(o.attnDropRate, state: state); projDrop = Dropout(o.dropRate, state: state)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor { attend(x, qkvWeight: qkv.weight.value, qkvBias: qkv.bias?.value) }
+
+    /// `self(norm(x))`, with the BatchNorm folded into qkv in evaluation mode
+    /// (Sources/Models/Layers/BatchNormFolding.swift).
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2d) -> Tensor {
+        guard let (w, b) = qkv.folded(after: norm) else { return self(norm(x)) }
+        return attend(x, qkvWeight: w, qkvBias: b)
+    }
+
+    func attend(_ x: Tensor, qkvWeight: Tensor, qkvBias: Tensor?) -> Tensor {
         let b = x.shape[0], h = x.shape[2], w = x.shape[3], n = h * w
         let width = heads * headDim
         func project(_ i: Int) -> Tensor {  // rows i·width ..< (i+1)·width of qkv → [B, h, hd, N]
-            let weight = qkv.weight.value.slice(axis: 0, (i * width)..<((i + 1) * width))
-            let bias = qkv.bias.map { $0.value.slice(axis: 0, (i * width)..<((i + 1) * width)) }
+            let weight = qkvWeight.slice(axis: 0, (i * width)..<((i + 1) * width))
+            let bias = qkvBias.map { $0.slice(axis: 0, (i * width)..<((i + 1) * width)) }
             return Tensor.conv2d(x, weight: weight, bias: bias).reshaped([b, heads, headDim, n])
         }
         let q = project(0), k = project(1), v = project(2)
@@ -205,8 +214,15 @@ public final class VisformerMlp: Module {
         gelu = c.gelu
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        var y = drop(conv1(x).gelu(approximate: gelu))
+    public func callAsFunction(_ x: Tensor) -> Tensor { finish(conv1(x)) }
+
+    /// `self(norm(x))`, with the BatchNorm folded into conv1 in evaluation mode
+    /// (Sources/Models/Layers/BatchNormFolding.swift).
+    public func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2d) -> Tensor { finish(conv1.preceded(by: norm, x)) }
+
+    /// Everything after conv1.
+    func finish(_ hidden: Tensor) -> Tensor {
+        var y = drop(hidden.gelu(approximate: gelu))
         if let conv2 {
             y = conv2(y).gelu(approximate: gelu)
         }
@@ -243,8 +259,8 @@ public final class VisformerBlock: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         var y = x
-        if let norm1, let attn { y = y + dropPath(attn(norm1(y))) }
-        return y + dropPath(mlp(norm2(y)))
+        if let norm1, let attn { y = y + dropPath(attn(y, normalizedBy: norm1)) }
+        return y + dropPath(mlp(y, normalizedBy: norm2))
     }
 
     public func visit(_ v: inout ModuleVisitor) {
@@ -261,7 +277,7 @@ final class VisformerStem: Module {
                       generator: &generator)
         norm = BatchNorm2d(out, eps: c.batchNormEps, momentum: c.batchNormMomentum, state: state)
     }
-    func callAsFunction(_ x: Tensor) -> Tensor { norm(conv(x)).relu() }
+    func callAsFunction(_ x: Tensor) -> Tensor { conv.followed(by: norm, x).relu() }
     func visit(_ v: inout ModuleVisitor) { v.child("0", conv); v.child("1", norm) }
 }
 

@@ -8,6 +8,8 @@
 // - element-wise binary ops in GB/s (vectorization check);
 // - fused attention forward + backward at PiT-Ti's three stage shapes, against the composition
 //   matmul → softmax → matmul;
+// - self-attention read in place from the qkv projection (Tensor.packedSelfAttention) against the
+//   permute/select copies it replaces;
 // - the fused transformer MLP (Tensor.mlp) against linear → gelu → linear, forward + backward.
 import CBLAS
 import Foundation
@@ -277,6 +279,46 @@ if wants("attention") {
         print(pad(name, 30) + lpad(f2(fwd * 1e3), 9) + lpad(f2(fwdCPU * 1e3), 8) + lpad(f1(4 * unit / fwd / 1e9), 9)
               + lpad(f2(bwd * 1e3), 9) + lpad(f2(bwdCPU * 1e3), 8) + lpad(f1(8 * unit / bwd / 1e9), 9)
               + lpad(f2(composed * 1e3), 13) + lpad(f2(composed / (fwd + bwd)), 9))
+    }
+    print("")
+}
+
+// MARK: - Packed attention
+
+if wants("attention") {
+    print("## self-attention from the qkv projection's output, forward + backward, PiT-Ti stages (batch 32, head dim 32)")
+    print("packed: Tensor.packedSelfAttention on [B, N, 3C]; copies: reshape → permute → select q, k, v → attention →")
+    print("permute → reshape (the composition it replaces). ms: median wall clock of interleaved runs; cpu ms: median")
+    print("process CPU time ÷ threads.")
+    print(pad("stage", 30) + lpad("packed ms", 11) + lpad("cpu ms", 8) + lpad("copies ms", 11) + lpad("cpu ms", 8) + lpad("ratio", 8))
+    for (name, tokens, heads) in [("stage 1: 730 tokens, 2 heads", 730, 2), ("stage 2: 197 tokens, 4 heads", 197, 4),
+                                  ("stage 3: 50 tokens, 8 heads", 50, 8)] {
+        let b = 32, d = 32, c = heads * d
+        let qkv = leaf(randn([b, tokens, 3 * c]))
+        let g = randn([b, tokens, c])
+        let scale = 1 / Float(d).squareRoot()
+        var cpu = [[Double]](repeating: [], count: 2)
+        func run(_ packed: Bool) -> () -> Void {
+            {
+                let c0 = cpuNow()
+                qkv.zeroGrad()
+                let y: Tensor
+                if packed {
+                    y = Tensor.packedSelfAttention(qkv: qkv, heads: heads, scale: scale)
+                } else {
+                    let t = qkv.reshaped([b, tokens, 3, heads, d]).permuted([2, 0, 3, 1, 4])
+                    let o = Tensor.scaledDotProductAttention(query: t.select(axis: 0, index: 0), key: t.select(axis: 0, index: 1),
+                                                             value: t.select(axis: 0, index: 2), scale: scale)
+                    y = o.permuted([0, 2, 1, 3]).reshaped([b, tokens, c])
+                }
+                y.backward(gradient: g)
+                cpu[packed ? 0 : 1].append(cpuNow() - c0)
+            }
+        }
+        let t = interleavedMedians(reps: tokens > 500 ? 7 : 11, [run(true), run(false)])
+        let cm = cpu.map { $0.sorted()[$0.count / 2] / Double(Parallel.threads) }
+        print(pad(name, 30) + lpad(f2(t[0] * 1e3), 11) + lpad(f2(cm[0] * 1e3), 8) + lpad(f2(t[1] * 1e3), 11) + lpad(f2(cm[1] * 1e3), 8)
+              + lpad(f2(t[0] / t[1]), 8))
     }
     print("")
 }

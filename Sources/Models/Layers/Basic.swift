@@ -142,7 +142,12 @@ public final class Attention: Module {
         self.state = state
     }
 
+    /// Attention reads q, k, v where the qkv projection wrote them (`Tensor.packedSelfAttention`)
+    /// unless attention dropout is active.
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        if !attnDrop.isActive {
+            return projDrop(proj(Tensor.packedSelfAttention(qkv: qkv(x), heads: heads, scale: scale)))
+        }
         let b = x.shape[0], n = x.shape[1], c = x.shape[2]
         let t = qkv(x).reshaped([b, n, 3, heads, headDim]).permuted([2, 0, 3, 1, 4])  // [3, B, H, N, d]
         let out = attend(query: t.select(axis: 0, index: 0), key: t.select(axis: 0, index: 1),

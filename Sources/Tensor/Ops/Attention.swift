@@ -73,26 +73,12 @@ extension Tensor {
         @Sendable func K(_ p: SendablePointer<Float>, _ i: Int) -> MatrixView { MatrixView(p + i * nk * d, rows: nk, cols: d, layout: layout) }
         @Sendable func V(_ p: SendablePointer<Float>, _ i: Int) -> MatrixView { MatrixView(p + i * nk * dv, rows: nk, cols: dv, layout: layout) }
         @Sendable func O(_ p: SendablePointer<Float>, _ i: Int) -> MatrixView { MatrixView(p + i * nq * dv, rows: nq, cols: dv, layout: layout) }
-        @Sendable func P(_ p: UnsafeMutablePointer<Float>) -> MatrixView { MatrixView(pointer: p, transposed: false, ld: nk) }
 
         let pq = q.storage.pointer.sendable, pk = k.storage.pointer.sendable, pv = v.storage.pointer.sendable
         let po = out.storage.pointer.sendable
-        // Without recording nothing keeps the probabilities: each worker reuses one [Nq, Nk] scratch
-        // (cache-resident) instead of writing the whole [B, H, Nq, Nk] tensor.
         let recording = GradMode.isEnabled && (q.node != nil || k.node != nil || v.node != nil)
-        let chunks = Swift.max(1, Swift.min(Parallel.threads, bh))
-        let probs = Tensor(uninitializedShape: recording ? lead + [nq, nk] : [chunks, nq, nk])
-        let pp = probs.storage.pointer.sendable
-        BLASRuntime.withSingleThreadedBLAS {
-            Parallel.forEach(chunks) { ch in
-                for i in (bh * ch / chunks)..<(bh * (ch + 1) / chunks) {
-                    let s = pp + (recording ? i : ch) * nq * nk
-                    gemm(Q(pq, i), K(pk, i).t, into: P(s), m: nq, n: nk, k: d, alpha: scale)  // S = scale·Q·Kᵀ
-                    for row in 0..<nq { softmaxRowInPlace(s + row * nk, nk) }
-                    gemm(P(s), V(pv, i), into: O(po, i), m: nq, n: dv, k: nk)  // O = P·V
-                }
-            }
-        }
+        let geometry = AttentionGeometry(pairs: bh, queries: nq, keys: nk, depth: d, valueDepth: dv, scale: scale)
+        let probs = geometry.forward(keepingProbabilities: recording, q: { Q(pq, $0) }, k: { K(pk, $0) }, v: { V(pv, $0) }, o: { O(po, $0) })
         let traced: OpAttributes = ["scale": .float(scale), "channelMajor": .bool(layout == .channelMajor)]
         if !recording {
             OpTrace.note("attention", inputs: [q, k, v], output: out, attributes: traced)
@@ -100,28 +86,115 @@ extension Tensor {
         }
         let q0 = q.detached(), k0 = k.detached(), v0 = v.detached()
         return record("attention", out, inputs: [q, k, v], attributes: traced) { g in
-            let pp = probs.storage.pointer.sendable  // the closure owns the saved probabilities
             let dq = Tensor(uninitializedShape: q0.shape), dk = Tensor(uninitializedShape: k0.shape)
             let dvT = Tensor(uninitializedShape: v0.shape)
-            let scratch = Tensor(uninitializedShape: [chunks, nq * nk])
             let pg = g.storage.pointer.sendable, pdq = dq.storage.pointer.sendable, pdk = dk.storage.pointer.sendable
-            let pdv = dvT.storage.pointer.sendable, ps = scratch.storage.pointer.sendable
+            let pdv = dvT.storage.pointer.sendable
             let pq = q0.storage.pointer.sendable, pk = k0.storage.pointer.sendable, pv = v0.storage.pointer.sendable
-            BLASRuntime.withSingleThreadedBLAS {
-                DispatchQueue.concurrentPerform(iterations: chunks) { ch in
-                    let dp = ps + ch * nq * nk
-                    for i in (bh * ch / chunks)..<(bh * (ch + 1) / chunks) {
-                        let p = pp + i * nq * nk, dO = O(pg, i)
-                        gemm(P(p).t, dO, into: V(pdv, i), m: nk, n: dv, k: nq)  // dV = Pᵀ·dO
-                        gemm(dO, V(pv, i).t, into: P(dp), m: nq, n: nk, k: dv)  // dP = dO·Vᵀ
-                        // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
-                        for row in 0..<nq { softmaxBackwardRow(p + row * nk, dp + row * nk, dp + row * nk, nk, scale: scale) }
-                        gemm(P(dp), K(pk, i), into: Q(pdq, i), m: nq, n: d, k: nk)  // dQ = dS·K
-                        gemm(P(dp).t, Q(pq, i), into: K(pdk, i), m: nk, n: d, k: nq)  // dK = dSᵀ·Q
-                    }
-                }
-            }
-            return withExtendedLifetime((scratch, probs, g, q0, k0, v0)) { [dq, dk, dvT] }
+            geometry.backward(probabilities: probs, dO: { O(pg, $0) }, q: { Q(pq, $0) }, k: { K(pk, $0) }, v: { V(pv, $0) },
+                              dq: { Q(pdq, $0) }, dk: { K(pdk, $0) }, dv: { V(pdv, $0) })
+            return withExtendedLifetime((g, q0, k0, v0)) { [dq, dk, dvT] }
         }
     }
 }
+
+extension Tensor {
+    /// Multi-head self-attention straight from a fused qkv projection: `qkv: [B, N, 3·C]` (the q, k
+    /// and v blocks, heads contiguous inside each: timm's layout) → `[B, N, C]` (heads side by side,
+    /// ready for the output projection), C = heads · head dim. Every (batch, head) matrix is read and
+    /// written where it lies, through GEMM leading dimensions: no permute or select copies forward and
+    /// no scatter of dq, dk, dv backward. Same GEMMs and softmax as `scaledDotProductAttention` on the
+    /// permuted operands, so the same results. Under an op tracer it records that composition.
+    public static func packedSelfAttention(qkv: Tensor, heads: Int, scale: Float) -> Tensor {
+        precondition(qkv.rank == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
+                     "packed attention: qkv \(qkv.shape) is not [B, N, 3·heads·d] for \(heads) heads")
+        let b = qkv.shape[0], n = qkv.shape[1], c = qkv.shape[2] / 3, d = c / heads
+        if OpTrace.current != nil {
+            let t = qkv.reshaped([b, n, 3, heads, d]).permuted([2, 0, 3, 1, 4])  // [3, B, H, N, d]
+            let o = scaledDotProductAttention(query: t.select(axis: 0, index: 0), key: t.select(axis: 0, index: 1),
+                                              value: t.select(axis: 0, index: 2), scale: scale)
+            return o.permuted([0, 2, 1, 3]).reshaped([b, n, c])
+        }
+        let out = Tensor(uninitializedShape: [b, n, c])
+        /// Pair i's `n × d` matrix in `block` (0: q, 1: k, 2: v) of rows `ld` floats apart.
+        @Sendable func view(_ p: SendablePointer<Float>, _ i: Int, block: Int, ld: Int) -> MatrixView {
+            MatrixView(pointer: p + (i / heads) * n * ld + block * c + (i % heads) * d, transposed: false, ld: ld)
+        }
+        let geometry = AttentionGeometry(pairs: b * heads, queries: n, keys: n, depth: d, valueDepth: d, scale: scale)
+        let recording = GradMode.isEnabled && qkv.node != nil
+        let pin = qkv.storage.pointer.sendable, po = out.storage.pointer.sendable
+        let probs = geometry.forward(keepingProbabilities: recording, q: { view(pin, $0, block: 0, ld: 3 * c) },
+                                     k: { view(pin, $0, block: 1, ld: 3 * c) }, v: { view(pin, $0, block: 2, ld: 3 * c) },
+                                     o: { view(po, $0, block: 0, ld: c) })
+        guard recording else { return withExtendedLifetime((qkv, probs)) { out } }
+        let saved = qkv.detached()
+        return record("packed_attention", out, inputs: [qkv]) { g in
+            let grad = Tensor(uninitializedShape: saved.shape)
+            let pin = saved.storage.pointer.sendable, pg = g.storage.pointer.sendable, pd = grad.storage.pointer.sendable
+            geometry.backward(probabilities: probs, dO: { view(pg, $0, block: 0, ld: c) },
+                              q: { view(pin, $0, block: 0, ld: 3 * c) }, k: { view(pin, $0, block: 1, ld: 3 * c) },
+                              v: { view(pin, $0, block: 2, ld: 3 * c) }, dq: { view(pd, $0, block: 0, ld: 3 * c) },
+                              dk: { view(pd, $0, block: 1, ld: 3 * c) }, dv: { view(pd, $0, block: 2, ld: 3 * c) })
+            return withExtendedLifetime((g, saved)) { [grad] }
+        }
+    }
+}
+
+/// The sizes of one attention call: `pairs` (batch, head) matrices Q [queries, depth], K [keys,
+/// depth], V [keys, valueDepth], O [queries, valueDepth]. Its forward and backward run on matrices
+/// handed over as views per pair index, so any storage layout (separate tensors, the packed qkv
+/// projection) becomes GEMM flags and leading dimensions. The pairs are split across cores with
+/// single-threaded GEMMs, which beats threading each small GEMM.
+struct AttentionGeometry {
+    let pairs: Int, queries: Int, keys: Int, depth: Int, valueDepth: Int
+    let scale: Float
+
+    var chunks: Int { Swift.max(1, Swift.min(Parallel.threads, pairs)) }
+
+    @inline(__always) func P(_ p: UnsafeMutablePointer<Float>) -> MatrixView { MatrixView(pointer: p, transposed: false, ld: keys) }
+
+    /// O = softmax(scale·Q·Kᵀ)·V per pair. Returns the probabilities `[pairs, queries, keys]` when
+    /// `keepingProbabilities` (for backward); otherwise each worker reuses one cache-resident
+    /// `[queries, keys]` scratch and the result is only scratch.
+    func forward(keepingProbabilities keep: Bool, q: (Int) -> MatrixView, k: (Int) -> MatrixView, v: (Int) -> MatrixView,
+                 o: (Int) -> MatrixView) -> Tensor {
+        let chunks = self.chunks, nq = queries, nk = keys
+        let probs = Tensor(uninitializedShape: keep ? [pairs, nq, nk] : [chunks, nq, nk])
+        let pp = probs.storage.pointer.sendable
+        BLASRuntime.withSingleThreadedBLAS {
+            Parallel.forEach(chunks) { ch in
+                for i in (pairs * ch / chunks)..<(pairs * (ch + 1) / chunks) {
+                    let s = pp + (keep ? i : ch) * nq * nk
+                    gemm(q(i), k(i).t, into: P(s), m: nq, n: nk, k: depth, alpha: scale)  // S = scale·Q·Kᵀ
+                    for row in 0..<nq { softmaxRowInPlace(s + row * nk, nk) }
+                    gemm(P(s), v(i), into: o(i), m: nq, n: valueDepth, k: nk)  // O = P·V
+                }
+            }
+        }
+        return probs
+    }
+
+    /// Gradients of Q, K and V from dO and the saved probabilities, written into `dq`, `dk`, `dv`.
+    func backward(probabilities probs: Tensor, dO: (Int) -> MatrixView, q: (Int) -> MatrixView, k: (Int) -> MatrixView,
+                  v: (Int) -> MatrixView, dq: (Int) -> MatrixView, dk: (Int) -> MatrixView, dv: (Int) -> MatrixView) {
+        let chunks = self.chunks, nq = queries, nk = keys
+        let scratch = Tensor(uninitializedShape: [chunks, nq * nk])
+        let pp = probs.storage.pointer.sendable, ps = scratch.storage.pointer.sendable
+        BLASRuntime.withSingleThreadedBLAS {
+            Parallel.forEach(chunks) { ch in
+                let dp = ps + ch * nq * nk
+                for i in (pairs * ch / chunks)..<(pairs * (ch + 1) / chunks) {
+                    let p = pp + i * nq * nk, g = dO(i)
+                    gemm(P(p).t, g, into: dv(i), m: nk, n: valueDepth, k: nq)  // dV = Pᵀ·dO
+                    gemm(g, v(i).t, into: P(dp), m: nq, n: nk, k: valueDepth)  // dP = dO·Vᵀ
+                    // dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale
+                    for row in 0..<nq { softmaxBackwardRow(p + row * nk, dp + row * nk, dp + row * nk, nk, scale: scale) }
+                    gemm(P(dp), k(i), into: dq(i), m: nq, n: depth, k: nk)  // dQ = dS·K
+                    gemm(P(dp).t, q(i), into: dk(i), m: nk, n: depth, k: nq)  // dK = dSᵀ·Q
+                }
+            }
+        }
+        withExtendedLifetime((scratch, probs)) {}
+    }
+}
+

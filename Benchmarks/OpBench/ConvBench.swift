@@ -41,7 +41,14 @@ func runConvSection(filter: String?) {
     print(pad("shape", 28) + lpad("b1 fwd", 8) + lpad("cpu", 7) + lpad("×uses", 7) + lpad("b32 fwd", 9) + lpad("cpu", 8)
           + lpad("b32 f+b", 9) + lpad("cpu", 8) + lpad("GFLOP/s", 9))
     var totals: [String: (Double, Double, Double)] = [:]
-    for s in convShapes where filter.map({ s.name.contains($0) }) ?? true {
+    // shapes that take the direct kernel run a second time through im2col + GEMM, for comparison
+    let runs = convShapes.filter { filter.map($0.name.contains) ?? true }.flatMap { s in
+        Tensor.convUsesDirectKernel(inChannels: s.inC, outChannels: s.outC, kernel: s.kernel, stride: s.stride, padding: s.pad,
+                                    groups: s.groups) ? [(s, true), (s, false)] : [(s, true)]
+    }
+    for (s, direct) in runs {
+        Conv2dOptions.directKernel = direct
+        defer { Conv2dOptions.directKernel = true }
         let w = leaf(randn([s.outC, s.inC / s.groups, s.kernel, s.kernel], std: 0.1))
         func conv(_ x: Tensor) -> Tensor {
             Tensor.conv2d(x, weight: w, bias: nil, stride: (s.stride, s.stride), padding: (s.pad, s.pad), groups: s.groups)
@@ -61,9 +68,11 @@ func runConvSection(filter: String?) {
         let fbCPU = lastCPUPerThread
         let macs = Double(y.count) * Double(s.inC / s.groups * s.kernel * s.kernel)
         let model = String(s.name.prefix { $0 != " " })
-        let t = totals[model] ?? (0, 0, 0)
-        totals[model] = (t.0 + b1 * Double(s.uses), t.1 + f32 * Double(s.uses), t.2 + fb * Double(s.uses))
-        print(pad(s.name, 28) + lpad(f2(b1 * 1e3), 8) + lpad(f2(b1CPU * 1e3), 7) + lpad(f2(b1 * 1e3 * Double(s.uses)), 7)
+        if direct {
+            let t = totals[model] ?? (0, 0, 0)
+            totals[model] = (t.0 + b1 * Double(s.uses), t.1 + f32 * Double(s.uses), t.2 + fb * Double(s.uses))
+        }
+        print(pad(direct ? s.name : "  (im2col + GEMM)", 28) + lpad(f2(b1 * 1e3), 8) + lpad(f2(b1CPU * 1e3), 7) + lpad(f2(b1 * 1e3 * Double(s.uses)), 7)
               + lpad(f2(f32 * 1e3), 9) + lpad(f2(f32CPU * 1e3), 8) + lpad(f2(fb * 1e3), 9) + lpad(f2(fbCPU * 1e3), 8)
               + lpad(f1(6 * macs / fb / 1e9), 9))
     }

@@ -44,37 +44,44 @@ final class FastPathTests: XCTestCase {
         }
     }
 
-    /// The direct kernel of stride-1 grouped convs (forward and input gradient) against the im2col path
-    /// and the Double reference: register-tile remainders, wide rows spanning several tiles, paddings
-    /// from none to kernel − 1, batch 1 (split over the groups) and 3, one and two threads.
+    /// The direct kernel (forward, and the input gradient at stride 1) against the im2col path (or the
+    /// scalar depthwise loops) and the Double reference: register-tile remainders, rows wider than a
+    /// tile, paddings from none to kernel − 1, strides (phase planes), depthwise, batch 1 (split over
+    /// the groups, or over the output channels) and 3, one and two threads.
     func testDirectConvMatchesIm2colPath() {
         var d = TestData(seed: 53)
-        // (input, out channels, kernel, padding, groups)
-        let configs: [([Int], Int, (Int, Int), (Int, Int), Int)] = [
-            ([3, 16, 7, 9], 48, (3, 3), (1, 1), 2),   // Visformer-like: og 24, three tiles
-            ([1, 6, 5, 37], 18, (3, 3), (1, 1), 2),   // og 9 (tile + remainder), rows wider than a tile
-            ([2, 9, 6, 5], 6, (3, 3), (0, 0), 3),     // valid conv, og 2 < tile
-            ([1, 4, 8, 6], 10, (5, 3), (4, 2), 2),    // padding kernel − 1 (full conv), non-square
-            ([2, 8, 1, 17], 8, (1, 3), (0, 1), 4),    // single row
+        // (input, out channels, kernel, stride, padding, groups)
+        let configs: [([Int], Int, (Int, Int), (Int, Int), (Int, Int), Int)] = [
+            ([3, 16, 7, 9], 48, (3, 3), (1, 1), (1, 1), 2),   // Visformer-like: og 24, three tiles
+            ([1, 6, 5, 37], 18, (3, 3), (1, 1), (1, 1), 2),   // og 9 (tile + remainder), rows wider than a tile
+            ([2, 9, 6, 5], 6, (3, 3), (1, 1), (0, 0), 3),     // valid conv, og 2 < tile
+            ([1, 4, 8, 6], 10, (5, 3), (1, 1), (4, 2), 2),    // padding kernel − 1 (full conv), non-square
+            ([2, 8, 1, 17], 8, (1, 3), (1, 1), (0, 1), 4),    // single row
+            ([2, 3, 19, 17], 16, (7, 7), (2, 2), (3, 3), 1),  // the Visformer stem
+            ([1, 3, 19, 17], 10, (7, 7), (2, 2), (3, 3), 1),  // batch 1: output channels split, tile + remainder
+            ([2, 4, 9, 11], 8, (3, 3), (2, 2), (1, 1), 4),    // depthwise x2, stride 2 (PiT pooling)
+            ([2, 2, 10, 9], 4, (5, 4), (3, 2), (1, 2), 1),    // unequal strides
         ]
-        for (shape, o, k, p, g) in configs {
+        for (shape, o, k, st, p, g) in configs {
             for threads in [1, 2] {
-                let label = "direct conv \(shape) k\(k) p\(p) g\(g) threads \(threads)"
+                let label = "direct conv \(shape) k\(k) s\(st) p\(p) g\(g) threads \(threads)"
                 let x0 = d.normal(shape), w0 = d.normal([o, shape[1] / g, k.0, k.1])
-                let seed = d.normal([shape[0], o, shape[2] + 2 * p.0 - k.0 + 1, shape[3] + 2 * p.1 - k.1 + 1])
+                let seed = d.normal([shape[0], o, (shape[2] + 2 * p.0 - k.0) / st.0 + 1, (shape[3] + 2 * p.1 - k.1) / st.1 + 1])
                 var results: [(Tensor, Tensor, Tensor)] = []
                 for direct in [false, true] {
                     Conv2dOptions.directKernel = direct
                     defer { Conv2dOptions.directKernel = true }
                     withThreads(threads) {
+                        XCTAssertEqual(Tensor.convUsesDirectKernel(inChannels: shape[1], outChannels: o, kernel: 3, stride: 1, padding: 1,
+                                                                   groups: 2), direct)
                         var x = x0.copy(), w = w0.copy()
                         x.requiresGrad = true; w.requiresGrad = true
-                        let y = Tensor.conv2d(x, weight: w, bias: nil, padding: p, groups: g)
+                        let y = Tensor.conv2d(x, weight: w, bias: nil, stride: st, padding: p, groups: g)
                         (y * seed).sum().backward()
                         results.append((y, x.grad!, w.grad!))
                     }
                 }
-                let ref = naiveConv(x0, w0, nil, stride: (1, 1), padding: p, groups: g)
+                let ref = naiveConv(x0, w0, nil, stride: st, padding: p, groups: g)
                 XCTAssertLessThan(maxAbsDiff(results[1].0, ref), 1e-4, label)
                 XCTAssertLessThan(maxAbsDiff(results[1].0, results[0].0), 1e-4, label)
                 XCTAssertLessThan(maxAbsDiff(results[1].1, results[0].1), 1e-4, "\(label) dx")

@@ -2,8 +2,9 @@ import Foundation
 
 // 2-D convolution, NCHW, weights [O, C/groups, kh, kw]. General case: im2col per sample and group,
 // then one GEMM; 1×1 stride-1 convolutions skip im2col; convolutions with one input channel per
-// group (depthwise, with any channel multiplier) run a direct kernel, and so do the forward pass and
-// input gradient of stride-1 grouped convolutions (DirectConv.swift).
+// group (depthwise, with any channel multiplier) run a direct kernel (DirectConv.swift) forward and
+// depthwiseBackward; so do stride-1 grouped convolutions forward and for the input gradient, and the
+// strided convolutions of images (`Conv2dGeometry.usesDirectKernel`).
 
 public struct Conv2dGeometry: Sendable, Equatable {
     public var inChannels: Int, outChannels: Int, kernelH: Int, kernelW: Int
@@ -115,7 +116,7 @@ func convSplitsWork(batch: Int, groups: Int) -> Bool {
 /// Switches for the convolution strategy (tests compare the two paths).
 public enum Conv2dOptions {
     nonisolated(unsafe) public static var sampleSplit = true
-    /// Stride-1 grouped convolutions through the direct kernel (`Conv2dGeometry.usesDirectKernel`).
+    /// The direct kernel where `Conv2dGeometry.usesDirectKernel` says so (else im2col + GEMM, or the scalar depthwise loops).
     nonisolated(unsafe) public static var directKernel = true
 }
 
@@ -172,10 +173,10 @@ extension Tensor {
         let out = Tensor(uninitializedShape: [n, geo.outChannels, oh, ow])
         let px = x.storage.pointer, pw = weight.storage.pointer, po = out.storage.pointer
         let inPlane = geo.inChannels * geo.inH * geo.inW, outPlane = geo.outChannels * p
-        if geo.isDepthwise {
-            depthwiseForward(px, pw, po, geo, batch: n)
-        } else if geo.usesDirectKernel {
+        if geo.usesDirectKernel {
             directConvForward(px, pw, po, geo, batch: n)
+        } else if geo.isDepthwise {
+            depthwiseForward(px, pw, po, geo, batch: n)
         } else {
             let sched = ConvSampleSchedule(batch: n, groups: geo.groups)
             let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])
@@ -206,7 +207,7 @@ extension Tensor {
         let x0 = x.detached(), w0 = weight.detached()
         return record("conv2d", out, inputs: inputs, attributes: ["stride": .ints([stride.0, stride.1]), "padding": .ints([padding.0, padding.1]), "groups": .int(groups)]) { g in
             let pg = g.storage.pointer
-            let direct = geo.usesDirectKernel
+            let direct = geo.usesDirectInputGradient
             let dx = xd ? (direct ? Tensor(uninitializedShape: x0.shape) : Tensor.zeros(x0.shape)) : nil
             let dw = wd ? Tensor.zeros(w0.shape) : nil
             if geo.isDepthwise {

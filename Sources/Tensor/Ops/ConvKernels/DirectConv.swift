@@ -1,16 +1,19 @@
 import Foundation
 
-// Direct stride-1 convolution of one group, without im2col: Visformer's grouped 3×3 MLP conv
-// (docs/models.md §7) forward, and its input gradient (the same kernel on dY with the kernel flipped
-// and the channel roles swapped).
+// Direct convolution of one group, without im2col: Visformer's grouped 3×3 MLP conv (docs/models.md §7)
+// forward and input gradient (the same kernel on dY with the kernel flipped and the channel roles
+// swapped), the 7×7 stride-2 stem and PiT's depthwise pooling conv forward.
 //
-// The group's input planes are copied into zero-padded planes of width PW = W + 2·padW. Output
-// positions are computed over that padded width, q = oy·PW + ox (ox < PW; the last kw − 1 columns of
-// each row are junk and dropped), so kernel tap (c, i, j) reads the input at q + c·plane + i·PW + j:
-// a plain shift, one contiguous vector load per tap for 16 consecutive outputs. A register tile of
-// `DirectConv.tileChannels` output channels × `DirectConv.tileVectors` vectors of 16 positions
-// accumulates with fused multiply-adds, the weight of each (tap, channel) broadcast from a
-// [taps, out channels] copy of the kernel.
+// The group's input planes are copied into zero-padded planes of width PW = W + 2·padW. At stride 1,
+// output positions are computed over that padded width as one flattened run, q = oy·PW + ox (the
+// last kw − 1 columns of each row are junk and dropped), so kernel tap (c, i, j) reads the input at
+// q + c·plane + i·PW + j: a plain shift, one contiguous vector load per tap for 16 consecutive
+// outputs. At stride s > 1 each padded row is split into s phase planes (columns ≡ r mod s) so that
+// 16 consecutive outputs of one row again read 16 consecutive floats: tap (c, i, j) of output row oy
+// reads phase plane j mod s at row oy·s + i, column ox + ⌊j/s⌋; each output row is its own run.
+// A register tile of output channels × vectors of 16 positions accumulates with fused
+// multiply-adds, the weight of each (tap, channel) broadcast from a [taps, out channels] copy of
+// the kernel.
 
 /// The tile of the direct kernel: output channels × 16-wide position vectors held in registers.
 /// AVX-512 has 32 vector registers (24 accumulators); AVX2's 16 ymm registers hold 4 × 2 halves.
@@ -22,66 +25,104 @@ enum DirectConv {
     #endif
 }
 
-/// One group's stride-1 convolution: `cin` input planes H×W → `cout` output planes OH×OW.
+/// One group's convolution: `cin` input planes H×W → `cout` output planes OH×OW.
 struct DirectConvShape: Equatable {
     let cin: Int, cout: Int, h: Int, w: Int, kh: Int, kw: Int, padH: Int, padW: Int
+    var strideH = 1, strideW = 1
     var paddedW: Int { w + 2 * padW }
     var paddedH: Int { h + 2 * padH }
-    var outH: Int { paddedH - kh + 1 }
-    var outW: Int { paddedW - kw + 1 }
+    var outH: Int { (paddedH - kh) / strideH + 1 }
+    var outW: Int { (paddedW - kw) / strideW + 1 }
     var taps: Int { cin * kh * kw }
-    /// Positions computed per output channel: OH·PW rounded up to whole tiles.
-    var positions: Int {
-        let block = 16 * DirectConv.tileVectors
-        return (outH * paddedW + block - 1) / block * block
+    /// Stride 1: all output rows form one run over the padded width; strided: one run per output row.
+    var flattened: Bool { strideH == 1 && strideW == 1 }
+    /// Vectors of 16 positions per register tile (the wide tile for flattened runs).
+    var tileVectors: Int { flattened ? DirectConv.tileVectors : 1 }
+    var runs: Int { flattened ? 1 : outH }
+    /// Positions computed per run, rounded up to whole tiles.
+    var runPositions: Int {
+        let block = 16 * tileVectors, n = flattened ? outH * paddedW : outW
+        return (n + block - 1) / block * block
     }
-    /// Floats per padded input plane: the rows, then slack for the last tile's overreach, rounded to 16.
-    var planeStride: Int { (paddedH * paddedW + (positions - outH * paddedW) + kw + 15) / 16 * 16 }
-    /// Scratch floats one worker needs: padded input planes, then the padded-width outputs.
-    var scratchCount: Int { cin * planeStride + cout * positions }
+    /// From one output row to the next in the computed runs.
+    var outRowStride: Int { flattened ? paddedW : runPositions }
+    /// Row width of the (phase) planes.
+    var rowWidth: Int { (paddedW + strideW - 1) / strideW }
+    var planes: Int { cin * strideW }
+    /// Floats per (phase) plane: the rows, then slack for the last tile's overreach, rounded to 16.
+    var planeStride: Int { (paddedH * rowWidth + runPositions + kw + 15) / 16 * 16 }
+    /// Scratch floats one worker needs: the (phase) planes, then the computed runs.
+    var scratchCount: Int { planes * planeStride + cout * runs * runPositions }
 }
 
-/// Offsets of the kernel taps (c, i, j), in weight order, into the padded input.
+/// Offsets of the kernel taps (c, i, j), in weight order, into the (phase) planes.
 func directConvTapOffsets(_ s: DirectConvShape) -> [Int] {
     var offs: [Int] = []
     offs.reserveCapacity(s.taps)
-    for c in 0..<s.cin { for i in 0..<s.kh { for j in 0..<s.kw { offs.append(c * s.planeStride + i * s.paddedW + j) } } }
+    for c in 0..<s.cin {
+        for i in 0..<s.kh {
+            for j in 0..<s.kw { offs.append((c * s.strideW + j % s.strideW) * s.planeStride + i * s.rowWidth + j / s.strideW) }
+        }
+    }
     return offs
 }
 
-/// Zeroes a worker's padded input planes (their borders stay zero: `directConvGroup` only writes interiors).
+/// Zeroes a worker's (phase) planes (their borders stay zero: `directConvGroup` only writes interiors).
 func directConvClearScratch(_ s: DirectConvShape, _ scratch: UnsafeMutablePointer<Float>) {
-    scratch.update(repeating: 0, count: s.cin * s.planeStride)
+    scratch.update(repeating: 0, count: s.planes * s.planeStride)
 }
 
-/// out[o, oy, ox] = Σ_t wt[t, o] · x_padded[tap t shifted to (oy, ox)], for one group.
-/// `x`: `cin` planes H×W; `wt`: [taps, cout] (tap order c, i, j); `out`: `cout` planes OH×OW (overwritten);
-/// `scratch`: `s.scratchCount` floats whose padded-plane borders are zero (`directConvClearScratch`).
+/// out[o, oy, ox] = Σ_(c,i,j) wt[(c, i, j), o] · x[c, oy·sh − padH + i, ox·sw − padW + j] (zero outside), one group.
+/// `x`: `cin` planes H×W; `wt`: [taps, cout]; `out`: `cout` planes OH×OW (overwritten);
+/// `scratch`: `s.scratchCount` floats whose plane borders are zero (`directConvClearScratch`);
+/// `channels`: the output channels to compute (all by default).
 func directConvGroup(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                     _ s: DirectConvShape, offsets: UnsafePointer<Int>, scratch: UnsafeMutablePointer<Float>) {
-    let pw = s.paddedW, ps = s.planeStride
+                     _ s: DirectConvShape, offsets: UnsafePointer<Int>, scratch: UnsafeMutablePointer<Float>,
+                     channels: Range<Int>? = nil) {
+    let channels = channels ?? 0..<s.cout
+    let rw = s.rowWidth, ps = s.planeStride, sw = s.strideW
     for c in 0..<s.cin {
-        let src = x + c * s.h * s.w, dst = scratch + c * ps + s.padH * pw + s.padW
-        for y in 0..<s.h { (dst + y * pw).update(from: src + y * s.w, count: s.w) }
-    }
-    let xp = UnsafePointer(scratch), op = scratch + s.cin * ps
-    let n = s.positions, taps = s.taps, tc = DirectConv.tileChannels, tv = 16 * DirectConv.tileVectors
-    var o = 0
-    while o + tc <= s.cout {
-        for q in stride(from: 0, to: n, by: tv) {
-            directConvTile(xp + q, wt + o, s.cout, offsets, taps, op + o * n + q, n)
+        let src = x + c * s.h * s.w
+        if sw == 1 {
+            let dst = scratch + c * ps + s.padH * rw + s.padW
+            for y in 0..<s.h { (dst + y * rw).update(from: src + y * s.w, count: s.w) }
+        } else {
+            // phase r holds padded columns r, r + sw, …: input columns xx = r + sw·m − padW
+            for y in 0..<s.h {
+                let row = src + y * s.w, dst = scratch + c * sw * ps + (y + s.padH) * rw
+                for r in 0..<sw {
+                    let d = dst + r * ps
+                    var m = Swift.max(0, (s.padW - r + sw - 1) / sw), xx = r + sw * m - s.padW
+                    while xx < s.w { d[m] = row[xx]; m += 1; xx += sw }
+                }
+            }
         }
-        o += tc
     }
-    while o < s.cout {
-        for q in stride(from: 0, to: n, by: 16) { directConvColumn(xp + q, wt + o, s.cout, offsets, taps, op + o * n + q) }
-        o += 1
+    let xp = UnsafePointer(scratch), op = scratch + s.planes * ps
+    let n = s.runPositions, ldo = s.runs * n, taps = s.taps, tc = DirectConv.tileChannels
+    for r in 0..<s.runs {
+        let base = xp + r * s.strideH * rw, dst = op + r * n
+        var o = channels.lowerBound
+        while o + tc <= channels.upperBound {
+            if s.tileVectors == DirectConv.tileVectors {
+                for q in stride(from: 0, to: n, by: 16 * DirectConv.tileVectors) {
+                    directConvTile(base + q, wt + o, s.cout, offsets, taps, dst + o * ldo + q, ldo)
+                }
+            } else {
+                for q in stride(from: 0, to: n, by: 16) { directConvNarrowTile(base + q, wt + o, s.cout, offsets, taps, dst + o * ldo + q, ldo) }
+            }
+            o += tc
+        }
+        while o < channels.upperBound {
+            for q in stride(from: 0, to: n, by: 16) { directConvColumn(base + q, wt + o, s.cout, offsets, taps, dst + o * ldo + q) }
+            o += 1
+        }
     }
     // drop the junk columns
-    let oh = s.outH, ow = s.outW
-    for o in 0..<s.cout {
-        let src = op + o * n, dst = out + o * oh * ow
-        for y in 0..<oh { (dst + y * ow).update(from: src + y * pw, count: ow) }
+    let oh = s.outH, ow = s.outW, rs = s.outRowStride
+    for o in channels {
+        let src = op + o * ldo, dst = out + o * oh * ow
+        for y in 0..<oh { (dst + y * ow).update(from: src + y * rs, count: ow) }
     }
 }
 
@@ -139,8 +180,31 @@ func directConvTile(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ ldw:
     d += ldo
     vstore(a70, d); vstore(a71, d + 16); vstore(a72, d + 32)
 }
+
+/// 8 output channels × 16 positions (strided runs are one output row, often short).
+@inline(__always)
+func directConvNarrowTile(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ ldw: Int, _ offs: UnsafePointer<Int>,
+                          _ taps: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    var a0 = Vec(), a1 = Vec(), a2 = Vec(), a3 = Vec(), a4 = Vec(), a5 = Vec(), a6 = Vec(), a7 = Vec()
+    for t in 0..<taps {
+        let v = vload(x + offs[t]), wr = w + t * ldw
+        a0 = a0.addingProduct(v, Vec(repeating: wr[0])); a1 = a1.addingProduct(v, Vec(repeating: wr[1]))
+        a2 = a2.addingProduct(v, Vec(repeating: wr[2])); a3 = a3.addingProduct(v, Vec(repeating: wr[3]))
+        a4 = a4.addingProduct(v, Vec(repeating: wr[4])); a5 = a5.addingProduct(v, Vec(repeating: wr[5]))
+        a6 = a6.addingProduct(v, Vec(repeating: wr[6])); a7 = a7.addingProduct(v, Vec(repeating: wr[7]))
+    }
+    vstore(a0, out); vstore(a1, out + ldo); vstore(a2, out + 2 * ldo); vstore(a3, out + 3 * ldo)
+    vstore(a4, out + 4 * ldo); vstore(a5, out + 5 * ldo); vstore(a6, out + 6 * ldo); vstore(a7, out + 7 * ldo)
+}
 #else
-/// 4 output channels × 16 positions (8 ymm accumulators on AVX2).
+/// 4 output channels × 16 positions (8 ymm accumulators on AVX2); the narrow tile is the same.
+@inline(__always)
+func directConvNarrowTile(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ ldw: Int, _ offs: UnsafePointer<Int>,
+                          _ taps: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {
+    directConvTile(x, w, ldw, offs, taps, out, ldo)
+}
+
+/// 4 output channels × 16 positions.
 @inline(__always)
 func directConvTile(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ ldw: Int, _ offs: UnsafePointer<Int>,
                     _ taps: Int, _ out: UnsafeMutablePointer<Float>, _ ldo: Int) {

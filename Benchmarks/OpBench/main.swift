@@ -323,6 +323,43 @@ if wants("attention") {
     print("")
 }
 
+if wants("attention") {
+    print("## PVT-Tiny attention over the reduced grid (Tensor.packedAttention: query [B, N, C], key-value [B, M, 2C]),")
+    print("forward + backward, batch 32, head dim 64, against the permute/select composition; columns as above.")
+    print(pad("stage", 30) + lpad("packed ms", 11) + lpad("cpu ms", 8) + lpad("copies ms", 11) + lpad("cpu ms", 8) + lpad("ratio", 8))
+    for (name, n, m, heads) in [("stage 1: 3136 → 49 tokens, 1 head", 3136, 49, 1), ("stage 2: 784 → 49 tokens, 2 heads", 784, 49, 2),
+                                ("stage 3: 196 → 49 tokens, 5 heads", 196, 49, 5)] {
+        let b = 32, d = 64, c = heads * d
+        let q = leaf(randn([b, n, c])), kv = leaf(randn([b, m, 2 * c]))
+        let g = randn([b, n, c])
+        let scale = 1 / Float(d).squareRoot()
+        var cpu = [[Double]](repeating: [], count: 2)
+        func run(_ packed: Bool) -> () -> Void {
+            {
+                let c0 = cpuNow()
+                q.zeroGrad(); kv.zeroGrad()
+                let y: Tensor
+                if packed {
+                    y = Tensor.packedAttention(query: q, keyValue: kv, heads: heads, scale: scale)
+                } else {
+                    let qh = q.reshaped([b, n, heads, d]).permuted([0, 2, 1, 3])
+                    let t = kv.reshaped([b, m, 2, heads, d]).permuted([2, 0, 3, 1, 4])
+                    let o = Tensor.scaledDotProductAttention(query: qh, key: t.select(axis: 0, index: 0), value: t.select(axis: 0, index: 1),
+                                                             scale: scale)
+                    y = o.permuted([0, 2, 1, 3]).reshaped([b, n, c])
+                }
+                y.backward(gradient: g)
+                cpu[packed ? 0 : 1].append(cpuNow() - c0)
+            }
+        }
+        let t = interleavedMedians(reps: 9, [run(true), run(false)])
+        let cm = cpu.map { $0.sorted()[$0.count / 2] / Double(Parallel.threads) }
+        print(pad(name, 30) + lpad(f2(t[0] * 1e3), 11) + lpad(f2(cm[0] * 1e3), 8) + lpad(f2(t[1] * 1e3), 11) + lpad(f2(cm[1] * 1e3), 8)
+              + lpad(f2(t[0] / t[1]), 8))
+    }
+    print("")
+}
+
 // MARK: - MLP
 
 if wants("mlp") {

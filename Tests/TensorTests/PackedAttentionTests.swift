@@ -3,8 +3,9 @@ import XCTest
 @testable import Tensor
 import TestSupport
 
-/// `Tensor.packedSelfAttention` (q, k, v read in place from the qkv projection's output) against the
-/// composition it replaces: reshape → permute → select → scaledDotProductAttention → permute → reshape.
+/// `Tensor.packedSelfAttention` and `packedAttention` (q, k, v read in place from the projections'
+/// outputs) against the composition they replace: reshape → permute → select →
+/// scaledDotProductAttention → permute → reshape.
 final class PackedAttentionTests: XCTestCase {
     private func composed(_ qkv: Tensor, heads: Int, scale: Float) -> Tensor {
         let b = qkv.shape[0], n = qkv.shape[1], c = qkv.shape[2] / 3
@@ -41,9 +42,41 @@ final class PackedAttentionTests: XCTestCase {
         }
     }
 
+    func testCrossAttentionMatchesCompositionBitForBit() {
+        var d = TestData(seed: 84)
+        // (batch, queries, keys, heads, head dim, threads): fewer keys than queries (PVT's reduced
+        // grid), more, one head.
+        for (b, n, m, heads, hd, threads) in [(2, 13, 4, 2, 5, 2), (3, 3, 7, 3, 4, 1), (2, 9, 9, 1, 6, 2)] {
+            let q0 = d.normal([b, n, heads * hd]), kv0 = d.normal([b, m, 2 * heads * hd])
+            let seed = d.normal([b, n, heads * hd])
+            var results: [[Tensor]] = []
+            for packed in [true, false] {
+                var q = q0.copy(), kv = kv0.copy()
+                q.requiresGrad = true
+                kv.requiresGrad = true
+                let y = withThreads(threads) { () -> Tensor in
+                    if packed { return Tensor.packedAttention(query: q, keyValue: kv, heads: heads, scale: 0.41) }
+                    let qh = q.reshaped([b, n, heads, hd]).permuted([0, 2, 1, 3])
+                    let t = kv.reshaped([b, m, 2, heads, hd]).permuted([2, 0, 3, 1, 4])
+                    let o = Tensor.scaledDotProductAttention(query: qh, key: t.select(axis: 0, index: 0),
+                                                             value: t.select(axis: 0, index: 1), scale: 0.41)
+                    return o.permuted([0, 2, 1, 3]).reshaped([b, n, heads * hd])
+                }
+                withThreads(threads) { y.backward(gradient: seed) }
+                results.append([y.detached(), q.grad ?? Tensor.zeros(q0.shape), kv.grad ?? Tensor.zeros(kv0.shape)])
+            }
+            for (i, name) in ["output", "dquery", "dkeyValue"].enumerated() {
+                XCTAssertEqual(maxAbsDiff(results[0][i], results[1][i]), 0, "\(name), b \(b) n \(n) m \(m) heads \(heads)")
+            }
+        }
+    }
+
     func testGradient() {
         var d = TestData(seed: 82)
         gradCheck("packed attention", [d.normal([2, 4, 18])]) { Tensor.packedSelfAttention(qkv: $0[0], heads: 2, scale: 0.5) }
+        gradCheck("packed cross attention", [d.normal([2, 5, 6]), d.normal([2, 3, 12])]) {
+            Tensor.packedAttention(query: $0[0], keyValue: $0[1], heads: 3, scale: 0.6)
+        }
     }
 
     /// Under an op tracer (ONNX export) the composition is what gets recorded.

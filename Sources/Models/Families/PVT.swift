@@ -164,13 +164,16 @@ public final class PVTAttention: Module {
 
     public func callAsFunction(_ x: Tensor, height: Int, width: Int) -> Tensor {
         let b = x.shape[0], n = x.shape[1], c = x.shape[2]
-        let query = pvtSplitHeads(q(x), heads: heads)  // [B, h, N, d]
         var source = x
         if let sr, let norm {
             precondition(n == height * width, "PVT: spatial reduction needs the \(height)×\(width) grid tokens only, got \(n)")
             let grid = padSame(x.reshaped([b, height, width, c]), stride: srRatio, axes: (1, 2))
             source = norm(patchProjection(channelsLast: grid, weight: sr.weight.value, bias: sr.bias?.value, patch: srRatio).tokens)
         }
+        if !attnDrop.isActive {  // q, k, v read in place (Tensor.packedAttention)
+            return projDrop(proj(Tensor.packedAttention(query: q(x), keyValue: kv(source), heads: heads, scale: scale)))
+        }
+        let query = pvtSplitHeads(q(x), heads: heads)  // [B, h, N, d]
         let m = source.shape[1]
         let kvt = kv(source).reshaped([b, m, 2, heads, headDim]).permuted([2, 0, 3, 1, 4])  // [2, B, h, M, d]
         let out = attend(query: query, key: kvt.select(axis: 0, index: 0), value: kvt.select(axis: 0, index: 1),

@@ -108,36 +108,73 @@ extension Tensor {
     public static func packedSelfAttention(qkv: Tensor, heads: Int, scale: Float) -> Tensor {
         precondition(qkv.rank == 3 && heads > 0 && qkv.shape[2] % (3 * heads) == 0,
                      "packed attention: qkv \(qkv.shape) is not [B, N, 3·heads·d] for \(heads) heads")
-        let b = qkv.shape[0], n = qkv.shape[1], c = qkv.shape[2] / 3, d = c / heads
+        let b = qkv.shape[0], n = qkv.shape[1], c = qkv.shape[2] / 3
         if OpTrace.current != nil {
-            let t = qkv.reshaped([b, n, 3, heads, d]).permuted([2, 0, 3, 1, 4])  // [3, B, H, N, d]
+            let t = qkv.reshaped([b, n, 3, heads, c / heads]).permuted([2, 0, 3, 1, 4])  // [3, B, H, N, d]
             let o = scaledDotProductAttention(query: t.select(axis: 0, index: 0), key: t.select(axis: 0, index: 1),
                                               value: t.select(axis: 0, index: 2), scale: scale)
             return o.permuted([0, 2, 1, 3]).reshaped([b, n, c])
         }
-        let out = Tensor(uninitializedShape: [b, n, c])
-        /// Pair i's `n × d` matrix in `block` (0: q, 1: k, 2: v) of rows `ld` floats apart.
-        @Sendable func view(_ p: SendablePointer<Float>, _ i: Int, block: Int, ld: Int) -> MatrixView {
-            MatrixView(pointer: p + (i / heads) * n * ld + block * c + (i % heads) * d, transposed: false, ld: ld)
+        return packedAttention([qkv], q: PackedOperand(input: 0, block: 0, ld: 3 * c, rows: n),
+                               k: PackedOperand(input: 0, block: 1, ld: 3 * c, rows: n),
+                               v: PackedOperand(input: 0, block: 2, ld: 3 * c, rows: n), heads: heads, width: c, scale: scale)
+    }
+
+    /// Multi-head attention of `query: [B, N, C]` over a fused key-value projection `keyValue: [B, M,
+    /// 2·C]` (k and v blocks, heads contiguous inside each: PVT's layout) → `[B, N, C]`, read and
+    /// written in place like `packedSelfAttention`.
+    public static func packedAttention(query: Tensor, keyValue: Tensor, heads: Int, scale: Float) -> Tensor {
+        let b = query.shape[0], n = query.shape[1], c = query.shape[2], m = keyValue.shape[1]
+        precondition(query.rank == 3 && keyValue.rank == 3 && keyValue.shape[0] == b && keyValue.shape[2] == 2 * c
+                     && heads > 0 && c % heads == 0,
+                     "packed attention: query \(query.shape) and key-value \(keyValue.shape) do not fit \(heads) heads")
+        if OpTrace.current != nil {
+            let d = c / heads
+            let qh = query.reshaped([b, n, heads, d]).permuted([0, 2, 1, 3])
+            let kv = keyValue.reshaped([b, m, 2, heads, d]).permuted([2, 0, 3, 1, 4])  // [2, B, H, M, d]
+            let o = scaledDotProductAttention(query: qh, key: kv.select(axis: 0, index: 0), value: kv.select(axis: 0, index: 1),
+                                              scale: scale)
+            return o.permuted([0, 2, 1, 3]).reshaped([b, n, c])
         }
-        let geometry = AttentionGeometry(pairs: b * heads, queries: n, keys: n, depth: d, valueDepth: d, scale: scale)
-        let recording = GradMode.isEnabled && qkv.node != nil
-        let pin = qkv.storage.pointer.sendable, po = out.storage.pointer.sendable
-        let probs = geometry.forward(keepingProbabilities: recording, q: { view(pin, $0, block: 0, ld: 3 * c) },
-                                     k: { view(pin, $0, block: 1, ld: 3 * c) }, v: { view(pin, $0, block: 2, ld: 3 * c) },
-                                     o: { view(po, $0, block: 0, ld: c) })
-        guard recording else { return withExtendedLifetime((qkv, probs)) { out } }
-        let saved = qkv.detached()
-        return record("packed_attention", out, inputs: [qkv]) { g in
-            let grad = Tensor(uninitializedShape: saved.shape)
-            let pin = saved.storage.pointer.sendable, pg = g.storage.pointer.sendable, pd = grad.storage.pointer.sendable
-            geometry.backward(probabilities: probs, dO: { view(pg, $0, block: 0, ld: c) },
-                              q: { view(pin, $0, block: 0, ld: 3 * c) }, k: { view(pin, $0, block: 1, ld: 3 * c) },
-                              v: { view(pin, $0, block: 2, ld: 3 * c) }, dq: { view(pd, $0, block: 0, ld: 3 * c) },
-                              dk: { view(pd, $0, block: 1, ld: 3 * c) }, dv: { view(pd, $0, block: 2, ld: 3 * c) })
-            return withExtendedLifetime((g, saved)) { [grad] }
+        return packedAttention([query, keyValue], q: PackedOperand(input: 0, block: 0, ld: c, rows: n),
+                               k: PackedOperand(input: 1, block: 0, ld: 2 * c, rows: m),
+                               v: PackedOperand(input: 1, block: 1, ld: 2 * c, rows: m), heads: heads, width: c, scale: scale)
+    }
+
+    /// Attention over operands that lie in packed `[B, rows, ld]` inputs; output `[B, q.rows, width]`.
+    /// Every element of each input is one operand's, so the input gradients need no zero fill.
+    private static func packedAttention(_ inputs: [Tensor], q: PackedOperand, k: PackedOperand, v: PackedOperand,
+                                        heads: Int, width c: Int, scale: Float) -> Tensor {
+        let b = inputs[0].shape[0], d = c / heads
+        let out = Tensor(uninitializedShape: [b, q.rows, c])
+        let o = PackedOperand(input: 0, block: 0, ld: c, rows: q.rows)
+        /// Pair i's `rows × d` matrix of operand `x` in the buffer at `p`.
+        @Sendable func view(_ p: SendablePointer<Float>, _ i: Int, _ x: PackedOperand) -> MatrixView {
+            MatrixView(pointer: p + (i / heads) * x.rows * x.ld + x.block * c + (i % heads) * d, transposed: false, ld: x.ld)
+        }
+        let geometry = AttentionGeometry(pairs: b * heads, queries: q.rows, keys: k.rows, depth: d, valueDepth: d, scale: scale)
+        let recording = GradMode.isEnabled && inputs.contains { $0.node != nil }
+        let pin = inputs.map { $0.storage.pointer.sendable }, po = out.storage.pointer.sendable
+        let probs = geometry.forward(keepingProbabilities: recording, q: { view(pin[q.input], $0, q) },
+                                     k: { view(pin[k.input], $0, k) }, v: { view(pin[v.input], $0, v) }, o: { view(po, $0, o) })
+        guard recording else { return withExtendedLifetime((inputs, probs)) { out } }
+        let saved = inputs.map { $0.detached() }
+        return record("packed_attention", out, inputs: inputs) { g in
+            let grads = saved.map { Tensor(uninitializedShape: $0.shape) }
+            let pin = saved.map { $0.storage.pointer.sendable }, pd = grads.map { $0.storage.pointer.sendable }
+            let pg = g.storage.pointer.sendable
+            geometry.backward(probabilities: probs, dO: { view(pg, $0, o) },
+                              q: { view(pin[q.input], $0, q) }, k: { view(pin[k.input], $0, k) }, v: { view(pin[v.input], $0, v) },
+                              dq: { view(pd[q.input], $0, q) }, dk: { view(pd[k.input], $0, k) }, dv: { view(pd[v.input], $0, v) })
+            return withExtendedLifetime((g, saved)) { grads }
         }
     }
+}
+
+/// Where one attention operand's (batch, head) matrices lie in a packed `[B, rows, ld]` input: head
+/// h's columns start at `block · C + h · d`.
+struct PackedOperand {
+    let input: Int, block: Int, ld: Int, rows: Int
 }
 
 /// The sizes of one attention call: `pairs` (batch, head) matrices Q [queries, depth], K [keys,

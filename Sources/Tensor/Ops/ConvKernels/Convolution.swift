@@ -118,6 +118,8 @@ public enum Conv2dOptions {
     nonisolated(unsafe) public static var sampleSplit = true
     /// The direct kernel where `Conv2dGeometry.usesDirectKernel` says so (else im2col + GEMM, or the scalar depthwise loops).
     nonisolated(unsafe) public static var directKernel = true
+    /// The weight gradient of stride-1 grouped convolutions through the direct kernel too (else im2col + GEMM).
+    nonisolated(unsafe) public static var directWeightGradient = true
 }
 
 /// How conv2d spreads the batch's (sample, group) products over the cores: `chunks` contiguous runs
@@ -212,6 +214,10 @@ extension Tensor {
             let dw = wd ? Tensor.zeros(w0.shape) : nil
             if geo.isDepthwise {
                 depthwiseBackward(x0.storage.pointer, w0.storage.pointer, pg, dx?.storage.pointer, dw?.storage.pointer, geo, batch: n)
+            } else if direct && Conv2dOptions.directWeightGradient {
+                if let dw { directConvWeightGradient(x0.storage.pointer, pg, dw.storage.pointer, geo, batch: n) }
+                if let dx { directConvInputGradient(pg, w0.storage.pointer, dx.storage.pointer, geo, batch: n) }
+                withExtendedLifetime((x0, w0, g)) {}
             } else {
                 let sched = ConvSampleSchedule(batch: n, groups: geo.groups)
                 let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])

@@ -15,13 +15,14 @@ import Foundation
 // multiply-adds, the weight of each (tap, channel) broadcast from a [taps, out channels] copy of
 // the kernel.
 
-/// The tile of the direct kernel: output channels × 16-wide position vectors held in registers.
-/// AVX-512 has 32 vector registers (24 accumulators); AVX2's 16 ymm registers hold 4 × 2 halves.
+/// The tiles of the direct kernels held in registers: output channels × 16-wide position vectors
+/// (AVX-512 has 32 vector registers: 24 accumulators; AVX2's 16 ymm registers: 4 × 2 halves), and
+/// output channels × taps of the weight gradient (DirectConvWeightGrad.swift).
 enum DirectConv {
     #if VITZOO_AVX512
-    static let tileChannels = 8, tileVectors = 3
+    static let tileChannels = 8, tileVectors = 3, gradChannels = 4, gradTaps = 4
     #else
-    static let tileChannels = 4, tileVectors = 1
+    static let tileChannels = 4, tileVectors = 1, gradChannels = 2, gradTaps = 2
     #endif
 }
 
@@ -72,14 +73,8 @@ func directConvClearScratch(_ s: DirectConvShape, _ scratch: UnsafeMutablePointe
     scratch.update(repeating: 0, count: s.planes * s.planeStride)
 }
 
-/// out[o, oy, ox] = Σ_(c,i,j) wt[(c, i, j), o] · x[c, oy·sh − padH + i, ox·sw − padW + j] (zero outside), one group.
-/// `x`: `cin` planes H×W; `wt`: [taps, cout]; `out`: `cout` planes OH×OW (overwritten);
-/// `scratch`: `s.scratchCount` floats whose plane borders are zero (`directConvClearScratch`);
-/// `channels`: the output channels to compute (all by default).
-func directConvGroup(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                     _ s: DirectConvShape, offsets: UnsafePointer<Int>, scratch: UnsafeMutablePointer<Float>,
-                     channels: Range<Int>? = nil) {
-    let channels = channels ?? 0..<s.cout
+/// Copies the group's `cin` input planes into the interiors of the (phase) planes at the start of `scratch`.
+func directConvFillPlanes(_ x: UnsafePointer<Float>, _ s: DirectConvShape, _ scratch: UnsafeMutablePointer<Float>) {
     let rw = s.rowWidth, ps = s.planeStride, sw = s.strideW
     for c in 0..<s.cin {
         let src = x + c * s.h * s.w
@@ -98,6 +93,18 @@ func directConvGroup(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ ou
             }
         }
     }
+}
+
+/// out[o, oy, ox] = Σ_(c,i,j) wt[(c, i, j), o] · x[c, oy·sh − padH + i, ox·sw − padW + j] (zero outside), one group.
+/// `x`: `cin` planes H×W; `wt`: [taps, cout]; `out`: `cout` planes OH×OW (overwritten);
+/// `scratch`: `s.scratchCount` floats whose plane borders are zero (`directConvClearScratch`);
+/// `channels`: the output channels to compute (all by default).
+func directConvGroup(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                     _ s: DirectConvShape, offsets: UnsafePointer<Int>, scratch: UnsafeMutablePointer<Float>,
+                     channels: Range<Int>? = nil) {
+    let channels = channels ?? 0..<s.cout
+    directConvFillPlanes(x, s, scratch)
+    let rw = s.rowWidth, ps = s.planeStride
     let xp = UnsafePointer(scratch), op = scratch + s.planes * ps
     let n = s.runPositions, ldo = s.runs * n, taps = s.taps, tc = DirectConv.tileChannels
     for r in 0..<s.runs {

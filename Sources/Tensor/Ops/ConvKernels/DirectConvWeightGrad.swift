@@ -1,0 +1,120 @@
+import Foundation
+
+// Weight gradient of a stride-1 grouped convolution without im2col (Visformer's 3×3 MLP conv):
+//   dW[o, (c, i, j)] = Σ_samples Σ_q dY_padded[o, q] · x_padded[c, q + i·PW + j],
+// over the flattened padded-width positions of the forward kernel (Sources/Tensor/Ops/ConvKernels/
+// DirectConv.swift), with dY copied to that layout and zero in the junk columns, so every term is a
+// product of two contiguous 16-wide vectors. A register tile of output channels × taps keeps one
+// vector accumulator per (channel, tap) over all positions and adds its horizontal sum into dW.
+
+/// Copies dY's `cout` planes OH×OW into padded-width rows (`s.outRowStride` apart, `s.runPositions`
+/// per channel); the junk columns and the tail keep the zeros they were cleared to.
+func directConvFillOutputRows(_ gout: UnsafePointer<Float>, _ s: DirectConvShape, _ dst: UnsafeMutablePointer<Float>) {
+    let oh = s.outH, ow = s.outW, n = s.runPositions, rs = s.outRowStride
+    for o in 0..<s.cout {
+        for y in 0..<oh { (dst + o * n + y * rs).update(from: gout + (o * oh + y) * ow, count: ow) }
+    }
+}
+
+/// dW[o, t] += Σ_q dy[o, q] · x[q + offs[t]] for one (sample, group). `x`: the filled padded planes;
+/// `dy`: `cout` rows of `n` positions; `dw`: [cout, taps].
+func directConvWeightGradGroup(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ s: DirectConvShape,
+                               offsets: UnsafePointer<Int>, _ dw: UnsafeMutablePointer<Float>) {
+    let n = s.runPositions, taps = s.taps, co = DirectConv.gradChannels, ct = DirectConv.gradTaps
+    /// One (channel, tap) at a time, for the remainders of the tiling.
+    func single(_ o: Int, _ t: Int) {
+        var a = Vec()
+        let xr = x + offsets[t], d = dy + o * n
+        for q in stride(from: 0, to: n, by: 16) { a = a.addingProduct(vload(d + q), vload(xr + q)) }
+        dw[o * taps + t] += a.sum()
+    }
+    var o = 0
+    while o + co <= s.cout {
+        var t = 0
+        while t + ct <= taps {
+            directConvWeightGradTile(x, offsets + t, dy + o * n, n, dw + o * taps + t, taps)
+            t += ct
+        }
+        for oo in o..<(o + co) { for tt in t..<taps { single(oo, tt) } }
+        o += co
+    }
+    for oo in o..<s.cout { for tt in 0..<taps { single(oo, tt) } }
+}
+
+#if VITZOO_AVX512
+@inline(__always)
+func directConvWeightGradTile(_ x: UnsafePointer<Float>, _ offs: UnsafePointer<Int>, _ dy: UnsafePointer<Float>, _ n: Int,
+                              _ dw: UnsafeMutablePointer<Float>, _ ldw: Int) {
+    let x0 = x + offs[0], x1 = x + offs[1], x2 = x + offs[2], x3 = x + offs[3]
+    let d0 = dy, d1 = dy + n, d2 = dy + 2 * n, d3 = dy + 3 * n
+    var a00 = Vec(), a01 = Vec(), a02 = Vec(), a03 = Vec(), a10 = Vec(), a11 = Vec(), a12 = Vec(), a13 = Vec()
+    var a20 = Vec(), a21 = Vec(), a22 = Vec(), a23 = Vec(), a30 = Vec(), a31 = Vec(), a32 = Vec(), a33 = Vec()
+    for q in stride(from: 0, to: n, by: 16) {
+        let v0 = vload(x0 + q), v1 = vload(x1 + q), v2 = vload(x2 + q), v3 = vload(x3 + q)
+        var g = vload(d0 + q)
+        a00 = a00.addingProduct(g, v0); a01 = a01.addingProduct(g, v1); a02 = a02.addingProduct(g, v2); a03 = a03.addingProduct(g, v3)
+        g = vload(d1 + q)
+        a10 = a10.addingProduct(g, v0); a11 = a11.addingProduct(g, v1); a12 = a12.addingProduct(g, v2); a13 = a13.addingProduct(g, v3)
+        g = vload(d2 + q)
+        a20 = a20.addingProduct(g, v0); a21 = a21.addingProduct(g, v1); a22 = a22.addingProduct(g, v2); a23 = a23.addingProduct(g, v3)
+        g = vload(d3 + q)
+        a30 = a30.addingProduct(g, v0); a31 = a31.addingProduct(g, v1); a32 = a32.addingProduct(g, v2); a33 = a33.addingProduct(g, v3)
+    }
+    dw[0] += a00.sum(); dw[1] += a01.sum(); dw[2] += a02.sum(); dw[3] += a03.sum()
+    var r = dw + ldw
+    r[0] += a10.sum(); r[1] += a11.sum(); r[2] += a12.sum(); r[3] += a13.sum()
+    r += ldw
+    r[0] += a20.sum(); r[1] += a21.sum(); r[2] += a22.sum(); r[3] += a23.sum()
+    r += ldw
+    r[0] += a30.sum(); r[1] += a31.sum(); r[2] += a32.sum(); r[3] += a33.sum()
+}
+#else
+@inline(__always)
+func directConvWeightGradTile(_ x: UnsafePointer<Float>, _ offs: UnsafePointer<Int>, _ dy: UnsafePointer<Float>, _ n: Int,
+                              _ dw: UnsafeMutablePointer<Float>, _ ldw: Int) {
+    let x0 = x + offs[0], x1 = x + offs[1], d0 = dy, d1 = dy + n
+    var a00 = Vec(), a01 = Vec(), a10 = Vec(), a11 = Vec()
+    for q in stride(from: 0, to: n, by: 16) {
+        let v0 = vload(x0 + q), v1 = vload(x1 + q), g0 = vload(d0 + q), g1 = vload(d1 + q)
+        a00 = a00.addingProduct(g0, v0); a01 = a01.addingProduct(g0, v1)
+        a10 = a10.addingProduct(g1, v0); a11 = a11.addingProduct(g1, v1)
+    }
+    dw[0] += a00.sum(); dw[1] += a01.sum(); dw[ldw] += a10.sum(); dw[ldw + 1] += a11.sum()
+}
+#endif
+
+/// dW (zeroed by the caller, [groups·og, cg, kh, kw]) of a stride-1 grouped convolution, by (sample,
+/// group) products spread over the cores like the forward pass; one partial dW per core, summed after.
+func directConvWeightGradient(_ x: UnsafePointer<Float>, _ gout: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
+                              _ g: Conv2dGeometry, batch: Int) {
+    let s = g.directForwardShape, groups = g.groups
+    MACCounter.add(batch * groups * s.cout * s.outH * s.outW * s.taps)
+    let sched = ConvSampleSchedule(batch: batch, groups: groups)
+    let offsets = UnsafeMutablePointer<Int>.allocate(capacity: s.taps)
+    defer { offsets.deallocate() }
+    offsets.initialize(from: directConvTapOffsets(s), count: s.taps)
+    let wsize = groups * s.cout * s.taps, work = s.planes * s.planeStride + s.cout * s.runPositions
+    let scratch = Tensor(uninitializedShape: [sched.chunks, work])
+    let partial = sched.splits ? Tensor.zeros([sched.chunks, wsize]) : nil
+    let inPlanes = s.cin * s.h * s.w, outPlanes = s.cout * s.outH * s.outW
+    let px = UnsafeMutablePointer(mutating: x).sendable, pg = UnsafeMutablePointer(mutating: gout).sendable
+    let ps = scratch.storage.pointer.sendable, pofs = offsets.sendable
+    let pd = (partial?.storage.pointer ?? dw).sendable
+    sched.run { ch in
+        let sp = ps + ch * work, dyp = sp + s.planes * s.planeStride
+        sp.update(repeating: 0, count: work)
+        let acc = pd + (partial == nil ? 0 : ch * wsize)
+        for u in sched.products(ch) {
+            let gi = u % groups
+            directConvFillPlanes(UnsafePointer(px + u * inPlanes), s, sp)
+            directConvFillOutputRows(UnsafePointer(pg + u * outPlanes), s, dyp)
+            directConvWeightGradGroup(UnsafePointer(sp), UnsafePointer(dyp), s, offsets: UnsafePointer(pofs.base),
+                                      acc + gi * s.cout * s.taps)
+        }
+    }
+    if let partial {
+        let pp = partial.storage.pointer
+        for ch in 0..<sched.chunks { let src = pp + ch * wsize; for t in 0..<wsize { dw[t] += src[t] } }
+    }
+    withExtendedLifetime((scratch, partial)) {}
+}

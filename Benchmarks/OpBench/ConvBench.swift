@@ -37,7 +37,8 @@ let convShapes: [ConvShape] = [
 ]
 
 func runConvSection(filter: String?) {
-    print("## convolutions (ms; cpu: median process CPU time ÷ threads; ×uses: per-image total of the model)")
+    print("## convolutions (ms; cpu: median process CPU time ÷ threads; ×uses: per-image total of the model;")
+    print("   f+b: forward and backward, the input gradient only for convs not on the 3-channel image)")
     print(pad("shape", 28) + lpad("b1 fwd", 8) + lpad("cpu", 7) + lpad("×uses", 7) + lpad("b32 fwd", 9) + lpad("cpu", 8)
           + lpad("b32 f+b", 9) + lpad("cpu", 8) + lpad("GFLOP/s", 9))
     var totals: [String: (Double, Double, Double)] = [:]
@@ -60,7 +61,8 @@ func runConvSection(filter: String?) {
         let x1 = randn([1, s.inC, s.side, s.side])
         let b1 = median(reps: 21) { _ = withNoGrad { conv(x1) } }
         let b1CPU = lastCPUPerThread
-        let x32 = leaf(randn([32, s.inC, s.side, s.side]))
+        // convs on the image (3 channels) need no input gradient, as in the models
+        let x32 = s.inC == 3 ? randn([32, s.inC, s.side, s.side]) : leaf(randn([32, s.inC, s.side, s.side]))
         let f32 = median(reps: 7) { _ = withNoGrad { conv(x32) } }
         let f32CPU = lastCPUPerThread
         let y = conv(x32)
@@ -78,7 +80,7 @@ func runConvSection(filter: String?) {
         }
         print(pad(direct && directWeightGradient ? s.name : direct ? "  (dW: im2col + GEMM)" : "  (im2col + GEMM)", 28) + lpad(f2(b1 * 1e3), 8) + lpad(f2(b1CPU * 1e3), 7) + lpad(f2(b1 * 1e3 * Double(s.uses)), 7)
               + lpad(f2(f32 * 1e3), 9) + lpad(f2(f32CPU * 1e3), 8) + lpad(f2(fb * 1e3), 9) + lpad(f2(fbCPU * 1e3), 8)
-              + lpad(f1(6 * macs / fb / 1e9), 9))
+              + lpad(f1(Double(s.inC == 3 ? 4 : 6) * macs / fb / 1e9), 9))
     }
     for (model, t) in totals.sorted(by: { $0.key < $1.key }) {
         print("total \(model) per image ×uses: b1 fwd \(f2(t.0 * 1e3)) ms, b32 fwd \(f2(t.1 * 1e3)) ms, b32 f+b \(f2(t.2 * 1e3)) ms")

@@ -214,52 +214,54 @@ extension Tensor {
             let dw = wd ? Tensor.zeros(w0.shape) : nil
             if geo.isDepthwise {
                 depthwiseBackward(x0.storage.pointer, w0.storage.pointer, pg, dx?.storage.pointer, dw?.storage.pointer, geo, batch: n)
-            } else if direct && Conv2dOptions.directWeightGradient {
-                if let dw { directConvWeightGradient(x0.storage.pointer, pg, dw.storage.pointer, geo, batch: n) }
-                if let dx { directConvInputGradient(pg, w0.storage.pointer, dx.storage.pointer, geo, batch: n) }
-                withExtendedLifetime((x0, w0, g)) {}
             } else {
-                let sched = ConvSampleSchedule(batch: n, groups: geo.groups)
-                let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])
-                let wsize = geo.outChannels * geo.colRows
-                // one dW per chunk (dW itself for a single chunk), summed after
-                let partial = wd && sched.splits ? Tensor.zeros([sched.chunks, wsize]) : dw
-                let pxs = x0.storage.pointer.sendable, pws = w0.storage.pointer.sendable, pgs = pg.sendable
-                let pcs = cols?.storage.pointer.sendable, pps = partial?.storage.pointer.sendable
-                let pdx = dx?.storage.pointer.sendable
-                sched.run { ch in
-                    let cp = pcs.map { $0 + ch * geo.colRows * p }
-                    for u in sched.products(ch) {
-                        let b = u / geo.groups, gi = u % geo.groups
-                        let xin = UnsafePointer(pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW)
-                        let gout = pgs + b * outPlane + gi * geo.og * p
-                        let wg = pws + gi * geo.og * geo.colRows
-                        if let pps {
-                            // dW_g += dY_g · colsᵀ
-                            var colPtr = xin
-                            if let cp { sched.im2colGroup(xin, geo, cp); colPtr = UnsafePointer(cp) }
-                            sgemm(transA: false, transB: true, m: geo.og, n: geo.colRows, k: p, a: gout, lda: p,
-                                  b: colPtr, ldb: p, beta: 1, c: pps + ch * wsize + gi * geo.og * geo.colRows, ldc: geo.colRows)
-                        }
-                        if let pdx, !direct {
-                            let dxin = pdx + b * inPlane + gi * geo.cg * geo.inH * geo.inW
-                            if let cp {
-                                // dcols = W_gᵀ · dY_g, then scatter back
-                                sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
-                                      b: gout, ldb: p, c: cp, ldc: p)
-                                sched.col2imGroup(UnsafePointer(cp), geo, dxin)
-                            } else {
-                                sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
-                                      b: gout, ldb: p, beta: 1, c: dxin, ldc: p)
+                // the direct weight gradient first; then whatever is left through im2col + GEMM
+                let directW = geo.usesDirectWeightGradient
+                if directW, let dw { directConvWeightGradient(x0.storage.pointer, pg, dw.storage.pointer, geo, batch: n) }
+                if direct, let dx { directConvInputGradient(pg, w0.storage.pointer, dx.storage.pointer, geo, batch: n) }
+                withExtendedLifetime((x0, w0, g)) {}
+                if (wd && !directW) || (xd && !direct) {
+                    let sched = ConvSampleSchedule(batch: n, groups: geo.groups)
+                    let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])
+                    let wsize = geo.outChannels * geo.colRows
+                    // one dW per chunk (dW itself for a single chunk), summed after
+                    let partial = wd && !directW ? (sched.splits ? Tensor.zeros([sched.chunks, wsize]) : dw) : nil
+                    let pxs = x0.storage.pointer.sendable, pws = w0.storage.pointer.sendable, pgs = pg.sendable
+                    let pcs = cols?.storage.pointer.sendable, pps = partial?.storage.pointer.sendable
+                    let pdx = dx?.storage.pointer.sendable
+                    sched.run { ch in
+                        let cp = pcs.map { $0 + ch * geo.colRows * p }
+                        for u in sched.products(ch) {
+                            let b = u / geo.groups, gi = u % geo.groups
+                            let xin = UnsafePointer(pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW)
+                            let gout = pgs + b * outPlane + gi * geo.og * p
+                            let wg = pws + gi * geo.og * geo.colRows
+                            if let pps {
+                                // dW_g += dY_g · colsᵀ
+                                var colPtr = xin
+                                if let cp { sched.im2colGroup(xin, geo, cp); colPtr = UnsafePointer(cp) }
+                                sgemm(transA: false, transB: true, m: geo.og, n: geo.colRows, k: p, a: gout, lda: p,
+                                      b: colPtr, ldb: p, beta: 1, c: pps + ch * wsize + gi * geo.og * geo.colRows, ldc: geo.colRows)
+                            }
+                            if let pdx, !direct {
+                                let dxin = pdx + b * inPlane + gi * geo.cg * geo.inH * geo.inW
+                                if let cp {
+                                    // dcols = W_gᵀ · dY_g, then scatter back
+                                    sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
+                                          b: gout, ldb: p, c: cp, ldc: p)
+                                    sched.col2imGroup(UnsafePointer(cp), geo, dxin)
+                                } else {
+                                    sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
+                                          b: gout, ldb: p, beta: 1, c: dxin, ldc: p)
+                                }
                             }
                         }
                     }
-                }
-                if direct, let dx { directConvInputGradient(pg, w0.storage.pointer, dx.storage.pointer, geo, batch: n) }
-                withExtendedLifetime((cols, x0, w0, g)) {}  // read through pointers by the GEMMs and col2im
-                if sched.splits, let partial, let dw {
-                    let pd = dw.storage.pointer, pp = partial.storage.pointer
-                    for ch in 0..<sched.chunks { let src = pp + ch * wsize; for t in 0..<wsize { pd[t] += src[t] } }
+                    withExtendedLifetime((cols, x0, w0, g)) {}  // read through pointers by the GEMMs and col2im
+                    if sched.splits, !directW, let partial, let dw {
+                        let pd = dw.storage.pointer, pp = partial.storage.pointer
+                        for ch in 0..<sched.chunks { let src = pp + ch * wsize; for t in 0..<wsize { pd[t] += src[t] } }
+                    }
                 }
             }
             var grads: [Tensor?] = [dx, dw]

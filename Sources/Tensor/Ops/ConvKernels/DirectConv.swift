@@ -45,6 +45,8 @@ struct DirectConvShape: Equatable {
         let block = 16 * tileVectors, n = flattened ? outH * paddedW : outW
         return (n + block - 1) / block * block
     }
+    /// Positions computed per output channel (all runs).
+    var channelPositions: Int { runs * runPositions }
     /// From one output row to the next in the computed runs.
     var outRowStride: Int { flattened ? paddedW : runPositions }
     /// Row width of the (phase) planes.
@@ -53,7 +55,7 @@ struct DirectConvShape: Equatable {
     /// Floats per (phase) plane: the rows, then slack for the last tile's overreach, rounded to 16.
     var planeStride: Int { (paddedH * rowWidth + runPositions + kw + 15) / 16 * 16 }
     /// Scratch floats one worker needs: the (phase) planes, then the computed runs.
-    var scratchCount: Int { planes * planeStride + cout * runs * runPositions }
+    var scratchCount: Int { planes * planeStride + cout * channelPositions }
 }
 
 /// Offsets of the kernel taps (c, i, j), in weight order, into the (phase) planes.

@@ -21,6 +21,9 @@ extension Conv2dGeometry {
     /// Whether the input gradient takes the direct kernel too (stride 1, not depthwise).
     var usesDirectInputGradient: Bool { usesDirectKernel && strideH == 1 && strideW == 1 && !isDepthwise }
 
+    /// Whether the weight gradient takes the direct kernel's layout too (not depthwise: that has its own backward).
+    var usesDirectWeightGradient: Bool { usesDirectKernel && !isDepthwise && Conv2dOptions.directWeightGradient }
+
     /// One group of the forward pass.
     var directForwardShape: DirectConvShape {
         DirectConvShape(cin: cg, cout: og, h: inH, w: inW, kh: kernelH, kw: kernelW, padH: padH, padW: padW,

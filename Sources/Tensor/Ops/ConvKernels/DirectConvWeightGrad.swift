@@ -1,38 +1,41 @@
 import Foundation
 
-// Weight gradient of a stride-1 grouped convolution without im2col (Visformer's 3×3 MLP conv):
-//   dW[o, (c, i, j)] = Σ_samples Σ_q dY_padded[o, q] · x_padded[c, q + i·PW + j],
-// over the flattened padded-width positions of the forward kernel (Sources/Tensor/Ops/ConvKernels/
-// DirectConv.swift), with dY copied to that layout and zero in the junk columns, so every term is a
-// product of two contiguous 16-wide vectors. A register tile of output channels × taps keeps one
+// Weight gradient without im2col (Visformer's grouped 3×3 MLP conv and its 7×7 stride-2 stem):
+//   dW[o, (c, i, j)] = Σ_samples Σ_runs Σ_q dY_runs[o, q] · x_planes[tap (c, i, j) shifted to q],
+// over the runs of the forward kernel (Sources/Tensor/Ops/ConvKernels/DirectConv.swift), with dY
+// copied to that layout and zero in the junk positions, so every term is a product of two
+// contiguous 16-wide vectors. A register tile of output channels × taps keeps one
 // vector accumulator per (channel, tap) over all positions and adds its horizontal sum into dW.
 
 /// Copies dY's `cout` planes OH×OW into padded-width rows (`s.outRowStride` apart, `s.runPositions`
 /// per channel); the junk columns and the tail keep the zeros they were cleared to.
 func directConvFillOutputRows(_ gout: UnsafePointer<Float>, _ s: DirectConvShape, _ dst: UnsafeMutablePointer<Float>) {
-    let oh = s.outH, ow = s.outW, n = s.runPositions, rs = s.outRowStride
+    let oh = s.outH, ow = s.outW, n = s.channelPositions, rs = s.outRowStride
     for o in 0..<s.cout {
         for y in 0..<oh { (dst + o * n + y * rs).update(from: gout + (o * oh + y) * ow, count: ow) }
     }
 }
 
-/// dW[o, t] += Σ_q dy[o, q] · x[q + offs[t]] for one (sample, group). `x`: the filled padded planes;
-/// `dy`: `cout` rows of `n` positions; `dw`: [cout, taps].
+/// dW[o, t] += Σ_runs Σ_q dy[o, run, q] · x[run base + q + offs[t]] for one (sample, group). `x`: the
+/// filled (phase) planes; `dy`: `cout` rows of `s.channelPositions`; `dw`: [cout, taps].
 func directConvWeightGradGroup(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ s: DirectConvShape,
                                offsets: UnsafePointer<Int>, _ dw: UnsafeMutablePointer<Float>) {
-    let n = s.runPositions, taps = s.taps, co = DirectConv.gradChannels, ct = DirectConv.gradTaps
+    let n = s.runPositions, ld = s.channelPositions, taps = s.taps, co = DirectConv.gradChannels, ct = DirectConv.gradTaps
+    let runs = s.runs, xs = s.strideH * s.rowWidth
     /// One (channel, tap) at a time, for the remainders of the tiling.
     func single(_ o: Int, _ t: Int) {
         var a = Vec()
-        let xr = x + offsets[t], d = dy + o * n
-        for q in stride(from: 0, to: n, by: 16) { a = a.addingProduct(vload(d + q), vload(xr + q)) }
+        for r in 0..<runs {
+            let xr = x + r * xs + offsets[t], d = dy + o * ld + r * n
+            for q in stride(from: 0, to: n, by: 16) { a = a.addingProduct(vload(d + q), vload(xr + q)) }
+        }
         dw[o * taps + t] += a.sum()
     }
     var o = 0
     while o + co <= s.cout {
         var t = 0
         while t + ct <= taps {
-            directConvWeightGradTile(x, offsets + t, dy + o * n, n, dw + o * taps + t, taps)
+            directConvWeightGradTile(x, offsets + t, dy + o * ld, ld, n, runs, xs, dw + o * taps + t, taps)
             t += ct
         }
         for oo in o..<(o + co) { for tt in t..<taps { single(oo, tt) } }
@@ -43,22 +46,24 @@ func directConvWeightGradGroup(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Fl
 
 #if VITZOO_AVX512
 @inline(__always)
-func directConvWeightGradTile(_ x: UnsafePointer<Float>, _ offs: UnsafePointer<Int>, _ dy: UnsafePointer<Float>, _ n: Int,
-                              _ dw: UnsafeMutablePointer<Float>, _ ldw: Int) {
-    let x0 = x + offs[0], x1 = x + offs[1], x2 = x + offs[2], x3 = x + offs[3]
-    let d0 = dy, d1 = dy + n, d2 = dy + 2 * n, d3 = dy + 3 * n
+func directConvWeightGradTile(_ x: UnsafePointer<Float>, _ offs: UnsafePointer<Int>, _ dy: UnsafePointer<Float>, _ ld: Int,
+                              _ n: Int, _ runs: Int, _ xs: Int, _ dw: UnsafeMutablePointer<Float>, _ ldw: Int) {
     var a00 = Vec(), a01 = Vec(), a02 = Vec(), a03 = Vec(), a10 = Vec(), a11 = Vec(), a12 = Vec(), a13 = Vec()
     var a20 = Vec(), a21 = Vec(), a22 = Vec(), a23 = Vec(), a30 = Vec(), a31 = Vec(), a32 = Vec(), a33 = Vec()
-    for q in stride(from: 0, to: n, by: 16) {
-        let v0 = vload(x0 + q), v1 = vload(x1 + q), v2 = vload(x2 + q), v3 = vload(x3 + q)
-        var g = vload(d0 + q)
-        a00 = a00.addingProduct(g, v0); a01 = a01.addingProduct(g, v1); a02 = a02.addingProduct(g, v2); a03 = a03.addingProduct(g, v3)
-        g = vload(d1 + q)
-        a10 = a10.addingProduct(g, v0); a11 = a11.addingProduct(g, v1); a12 = a12.addingProduct(g, v2); a13 = a13.addingProduct(g, v3)
-        g = vload(d2 + q)
-        a20 = a20.addingProduct(g, v0); a21 = a21.addingProduct(g, v1); a22 = a22.addingProduct(g, v2); a23 = a23.addingProduct(g, v3)
-        g = vload(d3 + q)
-        a30 = a30.addingProduct(g, v0); a31 = a31.addingProduct(g, v1); a32 = a32.addingProduct(g, v2); a33 = a33.addingProduct(g, v3)
+    for r in 0..<runs {
+        let x0 = x + r * xs + offs[0], x1 = x + r * xs + offs[1], x2 = x + r * xs + offs[2], x3 = x + r * xs + offs[3]
+        let d0 = dy + r * n, d1 = d0 + ld, d2 = d0 + 2 * ld, d3 = d0 + 3 * ld
+        for q in stride(from: 0, to: n, by: 16) {
+            let v0 = vload(x0 + q), v1 = vload(x1 + q), v2 = vload(x2 + q), v3 = vload(x3 + q)
+            var g = vload(d0 + q)
+            a00 = a00.addingProduct(g, v0); a01 = a01.addingProduct(g, v1); a02 = a02.addingProduct(g, v2); a03 = a03.addingProduct(g, v3)
+            g = vload(d1 + q)
+            a10 = a10.addingProduct(g, v0); a11 = a11.addingProduct(g, v1); a12 = a12.addingProduct(g, v2); a13 = a13.addingProduct(g, v3)
+            g = vload(d2 + q)
+            a20 = a20.addingProduct(g, v0); a21 = a21.addingProduct(g, v1); a22 = a22.addingProduct(g, v2); a23 = a23.addingProduct(g, v3)
+            g = vload(d3 + q)
+            a30 = a30.addingProduct(g, v0); a31 = a31.addingProduct(g, v1); a32 = a32.addingProduct(g, v2); a33 = a33.addingProduct(g, v3)
+        }
     }
     dw[0] += a00.sum(); dw[1] += a01.sum(); dw[2] += a02.sum(); dw[3] += a03.sum()
     var r = dw + ldw
@@ -70,21 +75,24 @@ func directConvWeightGradTile(_ x: UnsafePointer<Float>, _ offs: UnsafePointer<I
 }
 #else
 @inline(__always)
-func directConvWeightGradTile(_ x: UnsafePointer<Float>, _ offs: UnsafePointer<Int>, _ dy: UnsafePointer<Float>, _ n: Int,
-                              _ dw: UnsafeMutablePointer<Float>, _ ldw: Int) {
-    let x0 = x + offs[0], x1 = x + offs[1], d0 = dy, d1 = dy + n
+func directConvWeightGradTile(_ x: UnsafePointer<Float>, _ offs: UnsafePointer<Int>, _ dy: UnsafePointer<Float>, _ ld: Int,
+                              _ n: Int, _ runs: Int, _ xs: Int, _ dw: UnsafeMutablePointer<Float>, _ ldw: Int) {
     var a00 = Vec(), a01 = Vec(), a10 = Vec(), a11 = Vec()
-    for q in stride(from: 0, to: n, by: 16) {
-        let v0 = vload(x0 + q), v1 = vload(x1 + q), g0 = vload(d0 + q), g1 = vload(d1 + q)
-        a00 = a00.addingProduct(g0, v0); a01 = a01.addingProduct(g0, v1)
-        a10 = a10.addingProduct(g1, v0); a11 = a11.addingProduct(g1, v1)
+    for r in 0..<runs {
+        let x0 = x + r * xs + offs[0], x1 = x + r * xs + offs[1], d0 = dy + r * n, d1 = d0 + ld
+        for q in stride(from: 0, to: n, by: 16) {
+            let v0 = vload(x0 + q), v1 = vload(x1 + q), g0 = vload(d0 + q), g1 = vload(d1 + q)
+            a00 = a00.addingProduct(g0, v0); a01 = a01.addingProduct(g0, v1)
+            a10 = a10.addingProduct(g1, v0); a11 = a11.addingProduct(g1, v1)
+        }
     }
     dw[0] += a00.sum(); dw[1] += a01.sum(); dw[ldw] += a10.sum(); dw[ldw + 1] += a11.sum()
 }
 #endif
 
-/// dW (zeroed by the caller, [groups·og, cg, kh, kw]) of a stride-1 grouped convolution, by (sample,
-/// group) products spread over the cores like the forward pass; one partial dW per core, summed after.
+/// dW (zeroed by the caller, [groups·og, cg, kh, kw]) of a convolution on the direct kernel's layout
+/// (`Conv2dGeometry.usesDirectWeightGradient`), by (sample, group) products spread over the cores like
+/// the forward pass; one partial dW per core, summed after.
 func directConvWeightGradient(_ x: UnsafePointer<Float>, _ gout: UnsafePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
                               _ g: Conv2dGeometry, batch: Int) {
     let s = g.directForwardShape, groups = g.groups
@@ -93,7 +101,7 @@ func directConvWeightGradient(_ x: UnsafePointer<Float>, _ gout: UnsafePointer<F
     let offsets = UnsafeMutablePointer<Int>.allocate(capacity: s.taps)
     defer { offsets.deallocate() }
     offsets.initialize(from: directConvTapOffsets(s), count: s.taps)
-    let wsize = groups * s.cout * s.taps, work = s.planes * s.planeStride + s.cout * s.runPositions
+    let wsize = groups * s.cout * s.taps, work = s.scratchCount
     let scratch = Tensor(uninitializedShape: [sched.chunks, work])
     let partial = sched.splits ? Tensor.zeros([sched.chunks, wsize]) : nil
     let inPlanes = s.cin * s.h * s.w, outPlanes = s.cout * s.outH * s.outW

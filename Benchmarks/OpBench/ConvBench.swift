@@ -42,8 +42,8 @@ func runConvSection(filter: String?) {
     print(pad("shape", 28) + lpad("b1 fwd", 8) + lpad("cpu", 7) + lpad("×uses", 7) + lpad("b32 fwd", 9) + lpad("cpu", 8)
           + lpad("b32 f+b", 9) + lpad("cpu", 8) + lpad("GFLOP/s", 9))
     var totals: [String: (Double, Double, Double)] = [:]
-    // shapes that take the direct kernel run again through im2col + GEMM (stride-1 grouped ones also
-    // with only the weight gradient through im2col + GEMM), for comparison
+    // shapes that take the direct kernel run again through im2col + GEMM or the scalar depthwise loops
+    // (stride-1 grouped ones also with only the weight gradient through im2col + GEMM), for comparison
     let runs = convShapes.filter { filter.map($0.name.contains) ?? true }.flatMap { s -> [(ConvShape, Bool, Bool)] in
         guard Tensor.convUsesDirectKernel(inChannels: s.inC, outChannels: s.outC, kernel: s.kernel, stride: s.stride, padding: s.pad,
                                           groups: s.groups) else { return [(s, true, true)] }
@@ -78,7 +78,7 @@ func runConvSection(filter: String?) {
             let t = totals[model] ?? (0, 0, 0)
             totals[model] = (t.0 + b1 * Double(s.uses), t.1 + f32 * Double(s.uses), t.2 + fb * Double(s.uses))
         }
-        print(pad(direct && directWeightGradient ? s.name : direct ? "  (dW: im2col + GEMM)" : "  (im2col + GEMM)", 28) + lpad(f2(b1 * 1e3), 8) + lpad(f2(b1CPU * 1e3), 7) + lpad(f2(b1 * 1e3 * Double(s.uses)), 7)
+        print(pad(direct && directWeightGradient ? s.name : direct ? "  (dW: im2col + GEMM)" : s.groups == s.inC ? "  (scalar depthwise loops)" : "  (im2col + GEMM)", 28) + lpad(f2(b1 * 1e3), 8) + lpad(f2(b1CPU * 1e3), 7) + lpad(f2(b1 * 1e3 * Double(s.uses)), 7)
               + lpad(f2(f32 * 1e3), 9) + lpad(f2(f32CPU * 1e3), 8) + lpad(f2(fb * 1e3), 9) + lpad(f2(fbCPU * 1e3), 8)
               + lpad(f1(Double(s.inC == 3 ? 4 : 6) * macs / fb / 1e9), 9))
     }

@@ -212,7 +212,9 @@ extension Tensor {
             let direct = geo.usesDirectInputGradient
             let dx = xd ? (direct ? Tensor(uninitializedShape: x0.shape) : Tensor.zeros(x0.shape)) : nil
             let dw = wd ? Tensor.zeros(w0.shape) : nil
-            if geo.isDepthwise {
+            if geo.isDepthwise && geo.usesDirectKernel {
+                directDepthwiseBackward(x0.storage.pointer, w0.storage.pointer, pg, dx?.storage.pointer, dw?.storage.pointer, geo, batch: n)
+            } else if geo.isDepthwise {
                 depthwiseBackward(x0.storage.pointer, w0.storage.pointer, pg, dx?.storage.pointer, dw?.storage.pointer, geo, batch: n)
             } else {
                 // the direct weight gradient first; then whatever is left through im2col + GEMM

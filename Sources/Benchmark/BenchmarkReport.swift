@@ -1,29 +1,88 @@
 import Foundation
 import Trainer
 
-/// PyTorch eager images/s on this machine (2 threads, 224×224, batch 32) from issue 7: the
-/// figures the engine is compared with, and the 1.5× goal.
+/// PyTorch eager figures measured on this machine by `Benchmarks/pytorch_reference.py --json` (one
+/// JSON object per line, or a JSON array), read by `zoo benchmark --pytorch FILE`. Only figures from
+/// the same machine mean anything (docs/benchmarks.md), so none are built in.
 public struct ReferenceSpeed: Sendable, Equatable {
-    public var trainImagesPerS: Double
-    public var inferImagesPerS: Double
+    public var trainImagesPerS: Double?
+    public var inferImagesPerS: Double?
+    public var latencyBatch1Ms: Double?
     public var peakRSSBytes: Int?
+    public var batchSize: Int?
+    public var imageSize: Int?
 
-    public static let pytorch: [String: ReferenceSpeed] = [
-        "pit_ti": ReferenceSpeed(trainImagesPerS: 29, inferImagesPerS: 92, peakRSSBytes: 1_500_000_000),
-        "convit_tiny": ReferenceSpeed(trainImagesPerS: 15.5, inferImagesPerS: 42, peakRSSBytes: nil),
-        "visformer_tiny": ReferenceSpeed(trainImagesPerS: 28, inferImagesPerS: 81, peakRSSBytes: nil),
-        "vit_b_32_224": ReferenceSpeed(trainImagesPerS: 6.8, inferImagesPerS: 21.6, peakRSSBytes: nil),
-        "pvt_tiny": ReferenceSpeed(trainImagesPerS: 12.6, inferImagesPerS: 38, peakRSSBytes: nil),
-    ]
+    public init(trainImagesPerS: Double? = nil, inferImagesPerS: Double? = nil, latencyBatch1Ms: Double? = nil,
+                peakRSSBytes: Int? = nil, batchSize: Int? = nil, imageSize: Int? = nil) {
+        self.trainImagesPerS = trainImagesPerS; self.inferImagesPerS = inferImagesPerS
+        self.latencyBatch1Ms = latencyBatch1Ms; self.peakRSSBytes = peakRSSBytes
+        self.batchSize = batchSize; self.imageSize = imageSize
+    }
+
+    /// The goal of issue 15 (docs/benchmarks.md): at least this many times PyTorch's speed, …
     public static let goalFactor = 1.5
+    /// … or at least this MFU while no slower than PyTorch.
+    public static let goalMFU = 0.75
+
+    public struct ParseError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Reads `pytorch_reference.py --json` output: model name → figures.
+    public static func load(path: String) throws -> [String: ReferenceSpeed] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ParseError(description: "\(path): cannot read the PyTorch reference file")
+        }
+        return try parse(text, source: path)
+    }
+
+    public static func parse(_ text: String, source: String) throws -> [String: ReferenceSpeed] {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        var objects: [Any] = []
+        if trimmed.hasPrefix("[") {
+            guard let array = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [Any] else {
+                throw ParseError(description: "\(source): not a JSON array of PyTorch reference rows")
+            }
+            objects = array
+        } else {
+            for (i, line) in trimmed.split(separator: "\n").enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) else {
+                    throw ParseError(description: "\(source): line \(i + 1) is not JSON (expected pytorch_reference.py --json output)")
+                }
+                objects.append(o)
+            }
+        }
+        var out: [String: ReferenceSpeed] = [:]
+        for (i, o) in objects.enumerated() {
+            guard let row = o as? [String: Any], let model = row["model"] as? String else {
+                throw ParseError(description: "\(source): row \(i + 1) has no \"model\" name")
+            }
+            func number(_ key: String) -> Double? { (row[key] as? NSNumber)?.doubleValue }
+            out[model] = ReferenceSpeed(trainImagesPerS: number("train_img_s"), inferImagesPerS: number("infer_img_s"),
+                                        latencyBatch1Ms: number("latency_b1_ms"),
+                                        peakRSSBytes: number("peak_rss_train_mb").map { Int($0 * 1_048_576) },
+                                        batchSize: number("batch").map { Int($0) }, imageSize: number("image").map { Int($0) })
+        }
+        return out
+    }
+
+    /// Whether a speed meets the goal: ≥ goalFactor× PyTorch, or ≥ goalMFU while no slower.
+    public static func meetsGoal(ours: Double?, theirs: Double?, mfu: Double?) -> Bool? {
+        guard let ours, let theirs, theirs > 0 else { return nil }
+        return ours / theirs >= goalFactor || ((mfu ?? 0) >= goalMFU && ours >= theirs)
+    }
 }
 
 /// The report of a benchmark run: terminal text, Markdown and JSON.
 public struct BenchmarkReport: Sendable {
     public var machine: MachineInfo
     public var rows: [ModelBenchmark]
+    /// PyTorch figures from this machine (`--pytorch FILE`), by model name.
+    public var pytorch: [String: ReferenceSpeed]
 
-    public init(machine: MachineInfo, rows: [ModelBenchmark]) { self.machine = machine; self.rows = rows }
+    public init(machine: MachineInfo, rows: [ModelBenchmark], pytorch: [String: ReferenceSpeed] = [:]) {
+        self.machine = machine; self.rows = rows; self.pytorch = pytorch
+    }
 
     // MARK: JSON
 
@@ -129,23 +188,42 @@ public struct BenchmarkReport: Sendable {
                  r.inferMFU.map { String(format: "%.0f%%", $0 * 100) } ?? "-", r.error ?? ""]
             })
         var out = [params, speed]
-        let refRows = rows.filter { ReferenceSpeed.pytorch[$0.model] != nil }
-        if !refRows.isEmpty {
-            out.append(Table(
-                title: "Against PyTorch eager, issue 7 figures (2 threads, 224×224, batch 32; 1.5 GB = 1.5e9 bytes; goal \(ReferenceSpeed.goalFactor)×)",
-                headers: ["model", "train img/s", "PyTorch", "ratio", "infer img/s", "PyTorch", "ratio", "peak RSS MB", "PyTorch MB"],
-                rightAligned: [false, true, true, true, true, true, true, true, true],
-                rows: refRows.map { r in
-                    let ref = ReferenceSpeed.pytorch[r.model]!
-                    return [r.model, Self.f(r.trainImagesPerS), Self.f(ref.trainImagesPerS),
-                            r.trainImagesPerS.map { String(format: "%.2f×", $0 / ref.trainImagesPerS) } ?? "-",
-                            Self.f(r.inferImagesPerS), Self.f(ref.inferImagesPerS),
-                            r.inferImagesPerS.map { String(format: "%.2f×", $0 / ref.inferImagesPerS) } ?? "-",
-                            r.peakRSSTrainBytes.map { String(format: "%.0f", Double($0) / 1_048_576) } ?? "-",
-                            ref.peakRSSBytes.map { String(format: "%.0f", Double($0) / 1_048_576) } ?? "-"]
-                }))
-        }
+        let refRows = rows.filter { pytorch[$0.model] != nil }
+        if !refRows.isEmpty { out.append(comparison(refRows)) }
         return out
+    }
+
+    /// Ours against PyTorch's figures from the same machine, with the goals of issue 15 per model.
+    func comparison(_ refRows: [ModelBenchmark]) -> Table {
+        func ratio(_ a: Double?, _ b: Double?) -> String {
+            guard let a, let b, b > 0 else { return "-" }
+            return String(format: "%.2f×", a / b)
+        }
+        func mb(_ bytes: Int?) -> String { bytes.map { String(format: "%.0f", Double($0) / 1_048_576) } ?? "-" }
+        return Table(
+            title: "Against PyTorch eager on this machine (--pytorch; goals: train and infer ≥ \(ReferenceSpeed.goalFactor)× or ≥ \(Int(ReferenceSpeed.goalMFU * 100))% MFU and no slower, batch-1 latency and training peak memory below PyTorch's)",
+            headers: ["model", "train img/s", "PyTorch", "ratio", "infer img/s", "PyTorch", "ratio", "b1 ms", "PyTorch", "peak RSS MB",
+                      "PyTorch MB", "goals"],
+            rightAligned: [false, true, true, true, true, true, true, true, true, true, true, false],
+            rows: refRows.map { r in
+                let ref = pytorch[r.model] ?? ReferenceSpeed()
+                var missed: [String] = []
+                var unknown = false
+                func goal(_ name: String, _ met: Bool?) {
+                    if let met { if !met { missed.append(name) } } else { unknown = true }
+                }
+                goal("train", ReferenceSpeed.meetsGoal(ours: r.trainImagesPerS, theirs: ref.trainImagesPerS, mfu: r.mfu))
+                goal("infer", ReferenceSpeed.meetsGoal(ours: r.inferImagesPerS, theirs: ref.inferImagesPerS, mfu: r.inferMFU))
+                goal("batch-1", r.latencyBatch1Ms.flatMap { a in ref.latencyBatch1Ms.map { a < $0 } })
+                goal("memory", r.peakRSSTrainBytes.flatMap { a in ref.peakRSSBytes.map { a <= $0 } })
+                if ref.batchSize.map({ $0 != r.batchSize }) ?? false || ref.imageSize.map({ $0 != r.imageSize }) ?? false {
+                    missed.append("(PyTorch measured another batch or image size)")
+                }
+                let verdict = missed.isEmpty ? (unknown ? "met where measured" : "met") : "missed: " + missed.joined(separator: ", ")
+                return [r.model, Self.f(r.trainImagesPerS), Self.f(ref.trainImagesPerS), ratio(r.trainImagesPerS, ref.trainImagesPerS),
+                        Self.f(r.inferImagesPerS), Self.f(ref.inferImagesPerS), ratio(r.inferImagesPerS, ref.inferImagesPerS),
+                        Self.f(r.latencyBatch1Ms), Self.f(ref.latencyBatch1Ms), mb(r.peakRSSTrainBytes), mb(ref.peakRSSBytes), verdict]
+            })
     }
 
     /// The readable terminal report.

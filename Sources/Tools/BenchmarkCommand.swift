@@ -37,6 +37,8 @@ struct BenchmarkCommand: ParsableCommand {
     @Flag(name: [.customLong("no_infer"), .customLong("no-infer")], help: "Skip inference.") var noInfer = false
     @Flag(name: [.customLong("in_process"), .customLong("in-process")], help: "Measure every model in this process.") var inProcess = false
     @Option(name: .long, help: "mindcv or timm (default: the model name's own).") var numerics: String?
+    @Option(name: .long, help: "PyTorch figures from this machine (Benchmarks/pytorch_reference.py --json > FILE): adds the side-by-side table with the goals.")
+    var pytorch: String?
     @Option(name: [.customLong("internal_json")], help: .hidden) var internalJSON: String?
     @Option(name: [.customLong("sgemm_peak")], help: .hidden) var sgemmPeak: Double?
 
@@ -59,6 +61,7 @@ struct BenchmarkCommand: ParsableCommand {
         if let threads { BLASRuntime.setThreads(threads) }
         let names = all ? ModelRegistry.names : (models ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let chosen = try numerics.map { try Numerics(parsing: $0) }
+        let reference = try pytorch.map { try ReferenceSpeed.load(path: $0) } ?? [:]
         let entries = try names.map { try ModelRegistry.entry($0, numerics: chosen) }
 
         if let internalJSON {
@@ -88,7 +91,7 @@ struct BenchmarkCommand: ParsableCommand {
                 : measureInChild(entry, peak: machine.sgemmPeakGFLOPs)
             rows.append(row)
         }
-        let report = BenchmarkReport(machine: machine, rows: rows)
+        let report = BenchmarkReport(machine: machine, rows: rows, pytorch: reference)
         print("")
         print(report.text())
         print(String(format: "\n%d models in %.0f s", rows.count, Date().timeIntervalSince(start)))

@@ -124,6 +124,43 @@ final class BenchmarkTests: XCTestCase {
         XCTAssertFalse(raw.contains("\"train_images_per_s\" : \""))
     }
 
+    /// `--pytorch FILE`: pytorch_reference.py's JSON lines are read, and each goal is judged from them.
+    func testPyTorchReferenceGoals() throws {
+        let jsonLines = """
+            {"model": "vit_micro", "train_img_s": 10.0, "infer_img_s": 100.0, "latency_b1_ms": 5.0, "peak_rss_train_mb": 100.0, "batch": 2, "image": 32}
+            {"model": "pit_micro", "train_img_s": 10.0, "infer_img_s": 100.0, "latency_b1_ms": 5.0, "peak_rss_train_mb": 100.0, "batch": 8, "image": 32}
+
+            """
+        let ref = try ReferenceSpeed.parse(jsonLines, source: "torch.jsonl")
+        XCTAssertEqual(ref["vit_micro"], ReferenceSpeed(trainImagesPerS: 10, inferImagesPerS: 100, latencyBatch1Ms: 5,
+                                                        peakRSSBytes: 100 * 1_048_576, batchSize: 2, imageSize: 32))
+        XCTAssertThrowsError(try ReferenceSpeed.parse("{\"model\": \"a\"}\nnot json", source: "t.jsonl")) { error in
+            XCTAssertTrue("\(error)".contains("t.jsonl: line 2"), "\(error)")
+        }
+        XCTAssertThrowsError(try ReferenceSpeed.parse("[{\"train_img_s\": 1}]", source: "t.json")) { error in
+            XCTAssertTrue("\(error)".contains("t.json: row 1 has no \"model\""), "\(error)")
+        }
+        // 1.5x, or 75% MFU and no slower
+        XCTAssertEqual(ReferenceSpeed.meetsGoal(ours: 15, theirs: 10, mfu: 0.1), true)
+        XCTAssertEqual(ReferenceSpeed.meetsGoal(ours: 14.9, theirs: 10, mfu: 0.74), false)
+        XCTAssertEqual(ReferenceSpeed.meetsGoal(ours: 10, theirs: 10, mfu: 0.75), true)
+        XCTAssertEqual(ReferenceSpeed.meetsGoal(ours: 9.9, theirs: 10, mfu: 0.9), false)
+        XCTAssertNil(ReferenceSpeed.meetsGoal(ours: nil, theirs: 10, mfu: 0.9))
+
+        var report = Self.tinyRun()
+        report.rows[0].trainImagesPerS = 16; report.rows[0].inferImagesPerS = 150; report.rows[0].latencyBatch1Ms = 4
+        report.rows[0].peakRSSTrainBytes = 90 * 1_048_576
+        report.rows[1].trainImagesPerS = 12; report.rows[1].mfu = 0.5; report.rows[1].inferImagesPerS = 200
+        report.rows[1].latencyBatch1Ms = 6; report.rows[1].peakRSSTrainBytes = 110 * 1_048_576
+        report.pytorch = ref
+        let text = report.text()
+        let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        let vit: String = try XCTUnwrap(lines.last { $0.hasPrefix("vit_micro") })
+        XCTAssertTrue(vit.contains("1.60×") && vit.hasSuffix("  met"), vit)
+        let pit: String = try XCTUnwrap(lines.last { $0.hasPrefix("pit_micro") })
+        XCTAssertTrue(pit.contains("missed: train, batch-1, memory, (PyTorch measured another batch or image size)"), pit)
+    }
+
     func testWeightsLookup() throws {
         let dir = NSTemporaryDirectory() + "bench-weights-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -25,7 +25,8 @@ final class FastPathTests: XCTestCase {
             var results: [(Tensor, Tensor, Tensor, Tensor)] = []
             for split in [false, true] {
                 Conv2dOptions.sampleSplit = split
-                defer { Conv2dOptions.sampleSplit = true }
+                Conv2dOptions.batchedPlanes = false  // the per-sample paths (BatchedPlaneConvTests covers the other)
+                defer { Conv2dOptions.sampleSplit = true; Conv2dOptions.batchedPlanes = true }
                 withThreads(2) {
                     XCTAssertEqual(convSplitsWork(batch: shape[0], groups: g), split)
                     var x = x0.copy(), w = w0.copy(), b = b0.copy()

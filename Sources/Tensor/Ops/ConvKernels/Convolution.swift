@@ -120,6 +120,13 @@ public enum Conv2dOptions {
     nonisolated(unsafe) public static var directKernel = true
     /// The weight gradient of stride-1 grouped convolutions through the direct kernel too (else im2col + GEMM).
     nonisolated(unsafe) public static var directWeightGradient = true
+    /// Small output planes through one GEMM per group over the batch (BatchedPlaneConv.swift).
+    nonisolated(unsafe) public static var batchedPlanes = true
+    /// Largest output plane (OH·OW) taken by the batched-plane path: per-sample GEMMs with up to 14×14
+    /// columns run OpenBLAS's small-matrix kernels.
+    nonisolated(unsafe) public static var batchedPlaneMaxPositions = 256
+    /// Largest column buffer (floats) of the batched-plane path (64 M floats = 256 MB).
+    nonisolated(unsafe) public static var batchedPlaneMaxFloats = 64 << 20
 }
 
 /// How conv2d spreads the batch's (sample, group) products over the cores: `chunks` contiguous runs
@@ -171,6 +178,9 @@ extension Tensor {
                      "conv2d: weight \(weight.shape) does not fit \(geo.inChannels) input channels in \(groups) groups")
         precondition(geo.outH > 0 && geo.outW > 0, "conv2d: kernel larger than padded input \(x.shape)")
         if let bias { precondition(bias.shape == [geo.outChannels], "conv2d: bias \(bias.shape) for \(geo.outChannels) outputs") }
+        if geo.usesBatchedPlanes(batch: n) {
+            return conv2dBatchedPlanes(x, weight: weight, bias: bias, geo: geo, attributes: ["stride": .ints([stride.0, stride.1]), "padding": .ints([padding.0, padding.1]), "groups": .int(groups)])
+        }
         let oh = geo.outH, ow = geo.outW, p = oh * ow
         let out = Tensor(uninitializedShape: [n, geo.outChannels, oh, ow])
         let px = x.storage.pointer, pw = weight.storage.pointer, po = out.storage.pointer

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The demo: installs what is missing, builds vitzoo in release mode, converts Fashion-MNIST (Debian's
-# dataset-fashion-mnist package) into an ImageNet-layout folder, trains the PiT demo recipe, then
+# dataset-fashion-mnist package) into an ImageNet-layout folder, trains the Visformer demo recipe, then
 # validates the best checkpoint and prints the results.
-#   DATA=./data/fashion-mnist  RUN=./runs/pit_demo  RECIPE=recipes/fashion_mnist/pit_demo.yaml
+#   DATA=./data/fashion-mnist  RUN=./runs/visformer_demo  RECIPE=recipes/fashion_mnist/visformer_demo.yaml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 DATA="${DATA:-./data/fashion-mnist}"
-RUN="${RUN:-./runs/pit_demo}"
-RECIPE="${RECIPE:-recipes/fashion_mnist/pit_demo.yaml}"
+RUN="${RUN:-./runs/visformer_demo}"
+RECIPE="${RECIPE:-recipes/fashion_mnist/visformer_demo.yaml}"
 MODEL="$(sed -n 's/^model: *//p' "$RECIPE" | head -n 1)"
 
 bash scripts/install-deps.sh dataset-fashion-mnist

@@ -178,8 +178,10 @@ extension Tensor {
                      "conv2d: weight \(weight.shape) does not fit \(geo.inChannels) input channels in \(groups) groups")
         precondition(geo.outH > 0 && geo.outW > 0, "conv2d: kernel larger than padded input \(x.shape)")
         if let bias { precondition(bias.shape == [geo.outChannels], "conv2d: bias \(bias.shape) for \(geo.outChannels) outputs") }
+        // built only when an op tracer asks (record and OpTrace take it as an autoclosure)
+        func attributes() -> OpAttributes { ["stride": .ints([stride.0, stride.1]), "padding": .ints([padding.0, padding.1]), "groups": .int(groups)] }
         if geo.usesBatchedPlanes(batch: n) {
-            return conv2dBatchedPlanes(x, weight: weight, bias: bias, geo: geo, attributes: ["stride": .ints([stride.0, stride.1]), "padding": .ints([padding.0, padding.1]), "groups": .int(groups)])
+            return conv2dBatchedPlanes(x, weight: weight, bias: bias, geo: geo, attributes: attributes())
         }
         let oh = geo.outH, ow = geo.outW, p = oh * ow
         let out = Tensor(uninitializedShape: [n, geo.outChannels, oh, ow])
@@ -217,7 +219,7 @@ extension Tensor {
         if let bias { inputs.append(bias) }
         let xd = x.node != nil, wd = weight.node != nil
         let x0 = x.detached(), w0 = weight.detached()
-        return record("conv2d", out, inputs: inputs, attributes: ["stride": .ints([stride.0, stride.1]), "padding": .ints([padding.0, padding.1]), "groups": .int(groups)]) { g in
+        return record("conv2d", out, inputs: inputs, attributes: attributes()) { g in
             let pg = g.storage.pointer
             let direct = geo.usesDirectInputGradient
             let dx = xd ? (direct ? Tensor(uninitializedShape: x0.shape) : Tensor.zeros(x0.shape)) : nil

@@ -119,6 +119,66 @@ final class VisformerTests: XCTestCase {
         }
     }
 
+    /// Stages without the grouped conv run on the batch stacked along the height, `[1, C, B·H, W]`
+    /// (Visformer.swift): every sample's logits equal its logits alone (batch 1, where the stacked
+    /// and per-sample layouts coincide), with and without BatchNorm folding. At 208 px stage 2 is
+    /// 13×13, so stage 3's patch embedding has to unstack first (its 2×2 windows would straddle samples).
+    func testStackedStagesKeepSamplesApart() {
+        var g = RandomGenerator(seed: 12)
+        var odd = Self.v1FixtureConfig()
+        odd.imageSize = 208
+        for config in [Self.v1FixtureConfig(), Self.v2FixtureConfig(), odd] {
+            let m = Visformer(config: config, options: ModelOptions(numClasses: 5, seed: 3))
+            for (_, b) in m.namedBuffers() {
+                let r = Tensor.randn(b.shape, generator: &g)
+                b.value = Tensor(shape: b.shape, r.scalars.map { b.value.scalars[0] == 1 ? 0.5 + abs($0) : 0.3 * $0 })
+            }
+            m.eval()
+            let x = Tensor.randn([3, 3, config.imageSize, config.imageSize], generator: &g)
+            for record in [false, true] {
+                let run = { (t: Tensor) -> Tensor in record ? m(t) : withNoGrad { m(t) } }
+                let all = run(x)
+                for i in 0..<3 {
+                    let alone = run(x.slice(axis: 0, i..<(i + 1)))
+                    let row = all.slice(axis: 0, i..<(i + 1))
+                    XCTAssertLessThanOrEqual(maxAbsDiff(row, alone), 1e-4 * max(maxAbs(alone), 1),
+                                             "\(config.imageSize) px, depths \(config.depths), sample \(i), recording \(record)")
+                }
+            }
+        }
+    }
+
+    /// In training (BatchNorm batch statistics, drop-path, attention dropout) an attention block run
+    /// stacked gives the values, generator draws and gradients of the block run on `[B, C, H, W]`.
+    func testStackedBlockMatchesPerSampleLayoutInTraining() {
+        let config = Self.v1FixtureConfig()
+        let state = ModelState(seed: 0)
+        var g = RandomGenerator(seed: 21)
+        let block = VisformerBlock(stage: 2, dropPath: 0.5, config: config, options: ModelOptions(attnDropRate: 0.3),
+                                   state: state, generator: &g)
+        XCTAssertTrue(state.training)
+        let b = 4, c = config.width(stage: 2)
+        let x0 = Tensor.randn([b, c, 3, 3], generator: &g), seed = Tensor.randn([b, c, 3, 3], generator: &g)
+        var results: [[Tensor]] = []
+        for stacked in [false, true] {
+            state.generator = RandomGenerator(seed: 77)
+            block.zeroGrad()
+            var x = x0.copy()
+            x.requiresGrad = true
+            let y = stacked
+                ? VisformerStacking.unstack(block.forward(VisformerStacking.stack(x), batch: b, stacked: true), batch: b)
+                : block(x)
+            y.backward(gradient: seed)
+            results.append([y.detached(), x.grad!] + block.namedParameters().map { $0.parameter.grad ?? Tensor.zeros($0.parameter.shape) }
+                           + [Tensor(shape: [1], [state.generator.nextFloat()])])
+        }
+        let names = ["output", "dx"] + block.namedParameters().map { $0.name } + ["next draw"]
+        for (i, name) in names.enumerated() {
+            XCTAssertLessThanOrEqual(maxAbsDiff(results[0][i], results[1][i]), 1e-5 * max(maxAbs(results[0][i]), 1), name)
+        }
+        XCTAssertGreaterThan(maxAbs(results[0][0]), 0)
+    }
+
     func testOptionsAndHead() throws {
         let m = Self.v1(ModelOptions(numClasses: 0))
         XCTAssertFalse(m.namedParameters().contains { $0.name.hasPrefix("head.") })

@@ -71,7 +71,50 @@ final class PackedAttentionTests: XCTestCase {
         }
     }
 
+    /// The composition `stackedSelfAttention` replaces: unstack the channel-major operands to
+    /// `[B, heads, d, H·W]` copies, attend, stack the result back.
+    private func stackedComposed(_ qkv: Tensor, batch b: Int, heads: Int, scale: Float) -> Tensor {
+        let c = qkv.shape[1] / 3, rows = qkv.shape[2], w = qkv.shape[3]
+        let t = qkv.reshaped([3, heads, c / heads, b, rows / b * w]).permuted([0, 3, 1, 2, 4])
+        let o = Tensor.scaledDotProductAttention(query: t.select(axis: 0, index: 0), key: t.select(axis: 0, index: 1),
+                                                 value: t.select(axis: 0, index: 2), scale: scale, layout: .channelMajor)
+        return o.permuted([1, 2, 0, 3]).reshaped([1, c, rows, w])
+    }
+
+    /// Visformer's batch-stacked map `[1, 3·heads·d, B·H, W]`: output and dqkv equal the composition's.
+    func testStackedMatchesCompositionBitForBit() {
+        var d = TestData(seed: 85)
+        // (batch, rows per sample, width, heads, head dim, threads): one sample, one head, one row,
+        // more (sample, head) pairs than threads.
+        for (b, h, w, heads, hd, threads) in [(2, 3, 2, 2, 4, 1), (3, 2, 3, 3, 5, 2), (1, 4, 4, 1, 6, 2), (4, 1, 5, 2, 3, 3)] {
+            let x = d.normal([1, 3 * heads * hd, b * h, w])
+            let seed = d.normal([1, heads * hd, b * h, w])
+            var results: [(Tensor, Tensor)] = []
+            for stacked in [true, false] {
+                var qkv = x.copy()
+                qkv.requiresGrad = true
+                let y = withThreads(threads) {
+                    stacked ? Tensor.stackedSelfAttention(qkv: qkv, batch: b, heads: heads, scale: 0.43)
+                        : stackedComposed(qkv, batch: b, heads: heads, scale: 0.43)
+                }
+                withThreads(threads) { y.backward(gradient: seed) }
+                results.append((y.detached(), qkv.grad ?? Tensor.zeros(x.shape)))
+            }
+            let label = "b \(b) h \(h) w \(w) heads \(heads) d \(hd) threads \(threads)"
+            XCTAssertEqual(results[0].0.shape, [1, heads * hd, b * h, w], label)
+            XCTAssertEqual(maxAbsDiff(results[0].0, results[1].0), 0, "output, \(label)")
+            XCTAssertEqual(maxAbsDiff(results[0].1, results[1].1), 0, "dqkv, \(label)")
+            let inference = withNoGrad { Tensor.stackedSelfAttention(qkv: x, batch: b, heads: heads, scale: 0.43) }
+            XCTAssertNil(inference.node)
+            XCTAssertEqual(maxAbsDiff(inference, results[0].0), 0, "no-grad output, \(label)")
+        }
+    }
+
     func testGradient() {
+        var s = TestData(seed: 86)
+        gradCheck("stacked attention", [s.normal([1, 12, 6, 2])]) {
+            Tensor.stackedSelfAttention(qkv: $0[0], batch: 3, heads: 2, scale: 0.5)
+        }
         var d = TestData(seed: 82)
         gradCheck("packed attention", [d.normal([2, 4, 18])]) { Tensor.packedSelfAttention(qkv: $0[0], heads: 2, scale: 0.5) }
         gradCheck("packed cross attention", [d.normal([2, 5, 6]), d.normal([2, 3, 12])]) {
@@ -92,5 +135,11 @@ final class PackedAttentionTests: XCTestCase {
         XCTAssertTrue(names.ops.contains("attention") && names.ops.contains("permute"), "\(names.ops)")
         XCTAssertFalse(names.ops.contains("packed_attention"))
         XCTAssertEqual(maxAbsDiff(y, Tensor.packedSelfAttention(qkv: x, heads: 2, scale: 0.5)), 0)
+        names.ops = []
+        let m = d.normal([1, 12, 4, 3])
+        let z = withOpTracer(names) { withNoGrad { Tensor.stackedSelfAttention(qkv: m, batch: 2, heads: 2, scale: 0.5) } }
+        XCTAssertTrue(names.ops.contains("attention") && names.ops.contains("permute"), "\(names.ops)")
+        XCTAssertFalse(names.ops.contains("stacked_attention"))
+        XCTAssertEqual(maxAbsDiff(z, Tensor.stackedSelfAttention(qkv: m, batch: 2, heads: 2, scale: 0.5)), 0)
     }
 }

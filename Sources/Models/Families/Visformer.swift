@@ -6,8 +6,15 @@
 // `stage{s}.{j}.{norm1,attn.qkv,attn.proj,norm2,mlp.conv1,mlp.conv2,mlp.conv3}`, `norm`, `head`.
 // v2 variants (depths[0] > 0) add stage 0.
 //
-// Everything stays NCHW: B batch, C stage width, H×W the stage grid, N = H·W tokens, h heads,
-// hd head dim.
+// Maps are NCHW, B batch, C stage width, H×W the stage grid, N = H·W tokens, h heads, hd head dim.
+// Stages without the grouped 3×3 conv (the attention stages of every preset) run on the batch
+// stacked along the height, `[1, C, B·H, W]` (`VisformerStacking`): sample b owns rows
+// b·H ..< (b+1)·H. Every op of those stages is per position or per channel (1×1 convs, BatchNorm,
+// GELU, residual adds) except attention, which reads each sample's columns in place
+// (`Tensor.stackedSelfAttention`), and the 2×2 patch embedding, whose windows never straddle two
+// samples when H is even. A 1×1 conv there is one GEMM over the whole batch with no copies, where
+// per-sample GEMMs would have only H·W = 49 or 196 columns. Results equal the per-sample layout's
+// up to summation order.
 
 import Foundation
 import Tensor
@@ -137,15 +144,15 @@ public final class VisformerPatchEmbed: Module {
     public func visit(_ v: inout ModuleVisitor) { v.child("proj", proj); v.child("norm", norm) }
 }
 
-/// Multi-head self-attention on an NCHW map, with 1×1 convs. `x: [B, C, H, W]` → `[B, C, H, W]`.
+/// Multi-head self-attention with 1×1 convs. `x: [B, C, H, W]` → `[B, C, H, W]`.
 /// qkv (pointwise, no bias) has output channels (which ∈ {q, k, v}, head, dim), i.e. `[B, 3, h, hd, N]`;
 /// logits are `(q·s)·(k·s)ᵀ` with `s = hd^e`, i.e. one scale `hd^(2e)`.
 ///
-/// The q, k and v rows of the qkv weight are applied as three pointwise convs, so each comes out
-/// channel-major, `[B, h, hd, N]`, and the attention runs in that layout
-/// (`Tensor.scaledDotProductAttention(…, layout: .channelMajor)`; with attention dropout in training,
-/// explicit products and softmax): the output `[B, h, hd, N]` is already the NCHW map `proj` reads,
-/// and no activation is permuted.
+/// It runs on the batch-stacked map `[1, C, B·H, W]` (a `[B, C, H, W]` input is stacked and the
+/// result unstacked): one qkv conv over the whole batch, attention reading each (sample, head)'s
+/// q, k and v channels in place (`Tensor.stackedSelfAttention`; with attention dropout in training,
+/// explicit products and softmax on permuted copies), and the output, heads as channels, is the
+/// stacked map `proj` reads.
 public final class VisformerAttention: Module {
     public let qkv: Conv2d, proj: Conv2d
     public let heads: Int, headDim: Int
@@ -164,32 +171,34 @@ public final class VisformerAttention: Module {
         attnDrop = Dropout(o.attnDropRate, state: state); projDrop = Dropout(o.dropRate, state: state)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { attend(x, qkvWeight: qkv.weight.value, qkvBias: qkv.bias?.value) }
-
-    /// `self(norm(x))`, with the BatchNorm folded into qkv in evaluation mode
-    /// (Sources/Models/Layers/BatchNormFolding.swift).
-    public func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2d) -> Tensor {
-        guard let (w, b) = qkv.folded(after: norm) else { return self(norm(x)) }
-        return attend(x, qkvWeight: w, qkvBias: b)
+    /// `x: [B, C, H, W]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        VisformerStacking.unstack(attend(qkv(VisformerStacking.stack(x)), batch: x.shape[0]), batch: x.shape[0])
     }
 
-    func attend(_ x: Tensor, qkvWeight: Tensor, qkvBias: Tensor?) -> Tensor {
-        let b = x.shape[0], h = x.shape[2], w = x.shape[3], n = h * w
-        let width = heads * headDim
-        func project(_ i: Int) -> Tensor {  // rows i·width ..< (i+1)·width of qkv → [B, h, hd, N]
-            let weight = qkvWeight.slice(axis: 0, (i * width)..<((i + 1) * width))
-            let bias = qkvBias.map { $0.slice(axis: 0, (i * width)..<((i + 1) * width)) }
-            return Tensor.conv2d(x, weight: weight, bias: bias).reshaped([b, heads, headDim, n])
-        }
-        let q = project(0), k = project(1), v = project(2)
+    /// `self(norm(x))` for `x: [B, C, H, W]`, or `[1, C, B·H, W]` when `stacked`, in the same layout;
+    /// the BatchNorm is folded into qkv in evaluation mode (Sources/Models/Layers/BatchNormFolding.swift).
+    func callAsFunction(_ x: Tensor, batch b: Int, stacked: Bool, normalizedBy norm: BatchNorm2d) -> Tensor {
+        let xs = stacked ? x : VisformerStacking.stack(x)
+        let projected = qkv.folded(after: norm).map { Tensor.conv2d(xs, weight: $0.weight, bias: $0.bias) } ?? qkv(norm(xs))
+        let y = attend(projected, batch: b)
+        return stacked ? y : VisformerStacking.unstack(y, batch: b)
+    }
+
+    /// Stacked qkv projections `[1, 3·h·hd, B·H, W]` → `projDrop(proj(attention))`, `[1, C, B·H, W]`.
+    func attend(_ qkvMap: Tensor, batch b: Int) -> Tensor {
         let out: Tensor
         if attnDrop.p > 0 && attnDrop.state.training {
+            let rows = qkvMap.shape[2], w = qkvMap.shape[3], n = rows / b * w
+            let t = qkvMap.reshaped([3, heads, headDim, b, n]).permuted([0, 3, 1, 2, 4])  // [3, B, h, hd, N]
+            let q = t.select(axis: 0, index: 0), k = t.select(axis: 0, index: 1), v = t.select(axis: 0, index: 2)
             let attn = (Tensor.matmul(q, k, transposeA: true) * scale).softmax(axis: -1)  // [B, h, N, N]
             out = Tensor.matmul(v, attnDrop(attn), transposeB: true)  // [B, h, hd, N]
+                .permuted([1, 2, 0, 3]).reshaped([1, heads * headDim, rows, w])
         } else {
-            out = Tensor.scaledDotProductAttention(query: q, key: k, value: v, scale: scale, layout: .channelMajor)
+            out = Tensor.stackedSelfAttention(qkv: qkvMap, batch: b, heads: heads, scale: scale)
         }
-        return projDrop(proj(out.reshaped([b, width, h, w])))
+        return projDrop(proj(out))
     }
 
     public func visit(_ v: inout ModuleVisitor) { v.child("qkv", qkv); v.child("proj", proj) }
@@ -257,10 +266,15 @@ public final class VisformerBlock: Module {
         self.dropPath = DropPath(dropPath, state: state)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// `x: [B, C, H, W]`.
+    public func callAsFunction(_ x: Tensor) -> Tensor { forward(x, batch: x.shape[0], stacked: false) }
+
+    /// `x: [B, C, H, W]`, or the batch-stacked `[1, C, B·H, W]` when `stacked`; the result has x's layout.
+    func forward(_ x: Tensor, batch b: Int, stacked: Bool) -> Tensor {
+        func drop(_ t: Tensor) -> Tensor { stacked ? dropPath(t, stackedBatch: b) : dropPath(t) }
         var y = x
-        if let norm1, let attn { y = y + dropPath(attn(y, normalizedBy: norm1)) }
-        return y + dropPath(mlp(y, normalizedBy: norm2))
+        if let norm1, let attn { y = y + drop(attn(y, batch: b, stacked: stacked, normalizedBy: norm1)) }
+        return y + drop(mlp(y, normalizedBy: norm2))
     }
 
     public func visit(_ v: inout ModuleVisitor) {
@@ -279,6 +293,20 @@ final class VisformerStem: Module {
     }
     func callAsFunction(_ x: Tensor) -> Tensor { conv.followed(by: norm, x).relu() }
     func visit(_ v: inout ModuleVisitor) { v.child("0", conv); v.child("1", norm) }
+}
+
+/// Between `[B, C, H, W]` and the batch stacked along the height, `[1, C, B·H, W]`: one copy each
+/// way, none at batch 1 (the two layouts then coincide).
+enum VisformerStacking {
+    static func stack(_ x: Tensor) -> Tensor {
+        let b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+        return (b == 1 ? x : x.permuted([1, 0, 2, 3])).reshaped([1, c, b * h, w])
+    }
+
+    static func unstack(_ x: Tensor, batch b: Int) -> Tensor {
+        let c = x.shape[1], h = x.shape[2] / b, w = x.shape[3]
+        return b == 1 ? x.reshaped([1, c, h, w]) : x.reshaped([c, b, h, w]).permuted([1, 0, 2, 3])
+    }
 }
 
 /// A list of blocks visited as `0`, `1`, … under its parent's name.
@@ -364,20 +392,29 @@ public final class Visformer: Classifier {
         generator = g
     }
 
-    /// `x: [B, C_in, H, W]` → `[B, 2E]`.
+    /// `x: [B, C_in, H, W]` → `[B, 2E]`. Stages without the grouped 3×3 conv run batch-stacked (see
+    /// the top of this file).
     public func forwardFeatures(_ x: Tensor) -> Tensor {
-        var y = stem(x)
+        let b = x.shape[0]
+        var y = stem(x), stacked = false
         for s in 0..<4 {
             guard let embed = patchEmbeds[s], let stage = stages[s] else { continue }
+            let stacks = !config.spatialConvStages[s], p = config.patchSize(stage: s)
+            // the patch convolution runs stacked only if its windows cannot straddle two samples
+            if stacked && (!stacks || (y.shape[2] / b) % p != 0) { y = VisformerStacking.unstack(y, batch: b); stacked = false }
             y = embed(y)
             if let pos = posEmbeds[s] {
-                precondition(Array(y.shape.dropFirst()) == Array(pos.shape.dropFirst()),
-                             "Visformer: stage \(s) map \(y.shape) does not fit pos_embed\(s) \(pos.shape); input must be \(config.imageSize)×\(config.imageSize)")
-                y = posDrop(y + pos.value)
+                let c = y.shape[1], h = y.shape[2] / (stacked ? b : 1), w = y.shape[3]
+                precondition([c, h, w] == Array(pos.shape.dropFirst()),
+                             "Visformer: stage \(s) map \([b, c, h, w]) does not fit pos_embed\(s) \(pos.shape); input must be \(config.imageSize)×\(config.imageSize)")
+                y = stacked ? (y.reshaped([c, b, h, w]) + pos.value.reshaped([c, 1, h, w])).reshaped(y.shape) : y + pos.value
+                y = posDrop(y)
             }
-            for block in stage.blocks { y = block(y) }
+            if stacks && !stacked { y = VisformerStacking.stack(y); stacked = true }
+            for block in stage.blocks { y = block.forward(y, batch: b, stacked: stacked) }
         }
-        return norm(y).mean(axes: [2, 3])
+        let z = norm(y)
+        return stacked ? z.reshaped([z.shape[1], b, z.count / (z.shape[1] * b)]).mean(axes: [2]).permuted([1, 0]) : z.mean(axes: [2, 3])
     }
 
     /// `features: [B, 2E]` → logits `[B, numClasses]` (the features with `preLogits` or without a head).

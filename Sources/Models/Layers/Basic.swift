@@ -97,6 +97,14 @@ public final class DropPath: Module {
         guard p > 0, state.training else { return x }
         return x.dropPath(p, training: true, generator: &state.generator)
     }
+    /// The same on a map whose samples are stacked along axis 2, `[1, C, B·H, W]`
+    /// (Visformer's attention stages): one draw per sample, as for `[B, C, H, W]`.
+    public func callAsFunction(_ x: Tensor, stackedBatch b: Int) -> Tensor {
+        guard p > 0, state.training else { return x }
+        precondition(x.rank == 4 && x.shape[0] == 1 && x.shape[2] % b == 0, "drop-path: \(x.shape) is not [1, C, \(b)·H, W]")
+        return x.reshaped([x.shape[1], b, x.count / (x.shape[1] * b)])
+            .dropPath(p, training: true, batchAxis: 1, generator: &state.generator).reshaped(x.shape)
+    }
     public func visit(_ v: inout ModuleVisitor) {}
 }
 

@@ -171,6 +171,50 @@ extension Tensor {
     }
 }
 
+extension Tensor {
+    /// Multi-head self-attention on a batch-stacked channel-major map: `qkv: [1, 3·C, B·H, W]` is the
+    /// output of a 1×1 qkv convolution over the batch stacked along the height, `[1, C_in, B·H, W]`
+    /// (sample b owns rows b·H ..< (b+1)·H), with output channels (which ∈ {q, k, v}, head, d),
+    /// C = heads · d. Returns `[1, C, B·H, W]`, heads as channels, ready for the 1×1 output
+    /// projection. Pair (b, head) reads its `[d, H·W]` q, k and v blocks in place: rows are
+    /// channels, B·H·W apart, columns sample b's positions. Same GEMMs and softmax per pair as
+    /// `scaledDotProductAttention(…, layout: .channelMajor)` on `[B, heads, d, H·W]` operands; under an
+    /// op tracer it records that composition.
+    public static func stackedSelfAttention(qkv: Tensor, batch b: Int, heads: Int, scale: Float) -> Tensor {
+        precondition(qkv.rank == 4 && qkv.shape[0] == 1 && heads > 0 && b > 0 && qkv.shape[1] % (3 * heads) == 0
+                     && qkv.shape[2] % b == 0,
+                     "stacked attention: qkv \(qkv.shape) is not [1, 3·heads·d, \(b)·H, W] for \(heads) heads")
+        let c = qkv.shape[1] / 3, d = c / heads, rows = qkv.shape[2] / b, w = qkv.shape[3], n = rows * w, ld = b * n
+        if OpTrace.current != nil {
+            let t = qkv.reshaped([3, heads, d, b, n]).permuted([0, 3, 1, 2, 4])  // [3, B, h, d, N]
+            let o = scaledDotProductAttention(query: t.select(axis: 0, index: 0), key: t.select(axis: 0, index: 1),
+                                              value: t.select(axis: 0, index: 2), scale: scale, layout: .channelMajor)
+            return o.permuted([1, 2, 0, 3]).reshaped([1, c, b * rows, w])  // [h, d, B, N] → stacked
+        }
+        let out = Tensor(uninitializedShape: [1, c, b * rows, w])
+        /// Pair i's logical `[N, d]` matrix of block `block` (0 q, 1 k, 2 v; 0 for the output), stored as `[d, N]`.
+        @Sendable func view(_ p: SendablePointer<Float>, _ i: Int, _ block: Int) -> MatrixView {
+            MatrixView(pointer: p + (block * c + (i % heads) * d) * ld + (i / heads) * n, transposed: true, ld: ld)
+        }
+        let geometry = AttentionGeometry(pairs: b * heads, queries: n, keys: n, depth: d, valueDepth: d, scale: scale)
+        let recording = GradMode.isEnabled && qkv.node != nil
+        let pin = qkv.storage.pointer.sendable, po = out.storage.pointer.sendable
+        let probs = geometry.forward(keepingProbabilities: recording, q: { view(pin, $0, 0) }, k: { view(pin, $0, 1) },
+                                     v: { view(pin, $0, 2) }, o: { view(po, $0, 0) })
+        guard recording else { return withExtendedLifetime((qkv, probs)) { out } }
+        let saved = qkv.detached()
+        return record("stacked_attention", out, inputs: [qkv]) { g in
+            // every element of qkv is one operand's: no zero fill
+            let grad = Tensor(uninitializedShape: saved.shape)
+            let pin = saved.storage.pointer.sendable, pd = grad.storage.pointer.sendable, pg = g.storage.pointer.sendable
+            geometry.backward(probabilities: probs, dO: { view(pg, $0, 0) },
+                              q: { view(pin, $0, 0) }, k: { view(pin, $0, 1) }, v: { view(pin, $0, 2) },
+                              dq: { view(pd, $0, 0) }, dk: { view(pd, $0, 1) }, dv: { view(pd, $0, 2) })
+            return withExtendedLifetime((g, saved)) { [grad] }
+        }
+    }
+}
+
 /// Where one attention operand's (batch, head) matrices lie in a packed `[B, rows, ld]` input: head
 /// h's columns start at `block · C + h · d`.
 struct PackedOperand {

@@ -16,13 +16,14 @@ extension Tensor {
         return applyMask(mask, op: "dropout")
     }
 
-    /// Per-sample stochastic depth: zeroes the whole residual branch of a sample (dimension 0) with
-    /// probability `p` and scales the kept ones by 1/(1−p) (timm's `drop_path`, scale_by_keep).
-    public func dropPath(_ p: Float, training: Bool, generator: inout RandomGenerator) -> Tensor {
+    /// Per-sample stochastic depth: zeroes the whole residual branch of a sample (dimension
+    /// `batchAxis`, 0 unless the batch is stacked inside the map) with probability `p` and scales the
+    /// kept ones by 1/(1−p) (timm's `drop_path`, scale_by_keep). One draw per sample, in sample order.
+    public func dropPath(_ p: Float, training: Bool, batchAxis: Int = 0, generator: inout RandomGenerator) -> Tensor {
         guard training, p > 0 else { return self }
         precondition(p < 1, "drop-path probability \(p) must be below 1")
-        let b = shape[0]
-        var maskShape = [Int](repeating: 1, count: rank); maskShape[0] = b
+        let b = shape[batchAxis]
+        var maskShape = [Int](repeating: 1, count: rank); maskShape[batchAxis] = b
         let mask = Tensor(uninitializedShape: maskShape)
         let keep = 1 / (1 - p)
         for i in 0..<b { mask.storage.pointer[i] = generator.nextFloat() >= p ? keep : 0 }

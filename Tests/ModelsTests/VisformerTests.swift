@@ -179,6 +179,35 @@ final class VisformerTests: XCTestCase {
         XCTAssertGreaterThan(maxAbs(results[0][0]), 0)
     }
 
+    /// In training a stage-1 block (the spatial MLP, run sample by sample through
+    /// `Tensor.residualConvMlp`) gives the values, drop-path draws and gradients of its layers run
+    /// one by one: x + dropPath(mlp(norm2(x))).
+    func testFusedSpatialBlockMatchesLayersInTraining() {
+        let config = Self.v1FixtureConfig()
+        let state = ModelState(seed: 0)
+        var g = RandomGenerator(seed: 23)
+        let block = VisformerBlock(stage: 1, dropPath: 0.5, config: config, options: ModelOptions(), state: state, generator: &g)
+        XCTAssertNotNil(block.mlp.conv2)
+        let b = 4, c = config.width(stage: 1)
+        let x0 = Tensor.randn([b, c, 5, 5], generator: &g), seed = Tensor.randn([b, c, 5, 5], generator: &g)
+        var results: [[Tensor]] = []
+        for fused in [true, false] {
+            state.generator = RandomGenerator(seed: 78)
+            block.zeroGrad()
+            var x = x0.copy()
+            x.requiresGrad = true
+            let y = withThreads(2) { fused ? block(x) : x + block.dropPath(block.mlp(block.norm2(x))) }
+            withThreads(2) { y.backward(gradient: seed) }
+            results.append([y.detached(), x.grad!] + block.namedParameters().map { $0.parameter.grad ?? Tensor.zeros($0.parameter.shape) }
+                           + [Tensor(shape: [1], [state.generator.nextFloat()])])
+        }
+        let names = ["output", "dx"] + block.namedParameters().map { $0.name } + ["next draw"]
+        for (i, name) in names.enumerated() {
+            XCTAssertLessThanOrEqual(maxAbsDiff(results[0][i], results[1][i]), 1e-5 * max(maxAbs(results[0][i]), 1), name)
+        }
+        XCTAssertGreaterThan(maxAbs(results[0][2]), 0)
+    }
+
     func testOptionsAndHead() throws {
         let m = Self.v1(ModelOptions(numClasses: 0))
         XCTAssertFalse(m.namedParameters().contains { $0.name.hasPrefix("head.") })

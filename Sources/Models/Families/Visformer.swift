@@ -229,6 +229,19 @@ public final class VisformerMlp: Module {
     /// (Sources/Models/Layers/BatchNormFolding.swift).
     public func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2d) -> Tensor { finish(conv1.preceded(by: norm, x)) }
 
+    /// `x + dropPath(self(norm(x)))` for the spatial MLP, sample by sample (`Tensor.residualConvMlp`),
+    /// with the BatchNorm folded into conv1 where it may be; nil when dropout is active or conv2 is
+    /// not a "same" convolution (run the layers then).
+    func residual(_ x: Tensor, normalizedBy norm: BatchNorm2d, dropPath: DropPath) -> Tensor? {
+        guard let conv2, !drop.isActive, conv2.bias == nil, conv3.bias == nil, conv2.stride == (1, 1),
+              conv2.weight.shape[2] == conv2.weight.shape[3], conv2.weight.shape[2] % 2 == 1,
+              conv2.padding == (conv2.weight.shape[2] / 2, conv2.weight.shape[3] / 2) else { return nil }
+        let scales = dropPath.sampleScales(batch: x.shape[0])
+        let (input, w1, b1) = conv1.folded(after: norm).map { (x, $0.weight, Optional($0.bias)) } ?? (norm(x), conv1.weight.value, conv1.bias?.value)
+        return Tensor.residualConvMlp(input, residual: x, conv1Weight: w1, conv1Bias: b1, conv2Weight: conv2.weight.value,
+                                      groups: conv2.groups, conv3Weight: conv3.weight.value, branchScales: scales, approximate: gelu)
+    }
+
     /// Everything after conv1.
     func finish(_ hidden: Tensor) -> Tensor {
         var y = drop(hidden.gelu(approximate: gelu))
@@ -274,6 +287,7 @@ public final class VisformerBlock: Module {
         func drop(_ t: Tensor) -> Tensor { stacked ? dropPath(t, stackedBatch: b) : dropPath(t) }
         var y = x
         if let norm1, let attn { y = y + drop(attn(y, batch: b, stacked: stacked, normalizedBy: norm1)) }
+        if !stacked, let fused = mlp.residual(y, normalizedBy: norm2, dropPath: dropPath) { return fused }
         return y + drop(mlp(y, normalizedBy: norm2))
     }
 

@@ -93,9 +93,18 @@ public final class DropPath: Module {
     public let p: Float
     let state: ModelState
     public init(_ p: Float, state: ModelState) { self.p = p; self.state = state }
+    /// Whether a call changes its input (training mode with p > 0).
+    public var isActive: Bool { p > 0 && state.training }
     public func callAsFunction(_ x: Tensor) -> Tensor {
         guard p > 0, state.training else { return x }
         return x.dropPath(p, training: true, generator: &state.generator)
+    }
+    /// The factors a call would apply to each of `batch` samples, drawn the same way (for fused
+    /// ops that scale a residual branch themselves); nil when inactive.
+    public func sampleScales(batch: Int) -> [Float]? {
+        guard isActive else { return nil }
+        precondition(p < 1, "drop-path probability \(p) must be below 1")
+        return Tensor.dropPathScales(batch, p, generator: &state.generator)
     }
     /// The same on a map whose samples are stacked along axis 2, `[1, C, B·H, W]`
     /// (Visformer's attention stages): one draw per sample, as for `[B, C, H, W]`.

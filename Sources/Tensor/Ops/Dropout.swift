@@ -22,12 +22,14 @@ extension Tensor {
     public func dropPath(_ p: Float, training: Bool, batchAxis: Int = 0, generator: inout RandomGenerator) -> Tensor {
         guard training, p > 0 else { return self }
         precondition(p < 1, "drop-path probability \(p) must be below 1")
-        let b = shape[batchAxis]
-        var maskShape = [Int](repeating: 1, count: rank); maskShape[batchAxis] = b
-        let mask = Tensor(uninitializedShape: maskShape)
+        var maskShape = [Int](repeating: 1, count: rank); maskShape[batchAxis] = shape[batchAxis]
+        return self * Tensor(shape: maskShape, Tensor.dropPathScales(shape[batchAxis], p, generator: &generator))
+    }
+
+    /// Drop-path's per-sample factors: 0 with probability `p`, else 1/(1−p), one draw per sample in order.
+    public static func dropPathScales(_ count: Int, _ p: Float, generator: inout RandomGenerator) -> [Float] {
         let keep = 1 / (1 - p)
-        for i in 0..<b { mask.storage.pointer[i] = generator.nextFloat() >= p ? keep : 0 }
-        return self * mask
+        return (0..<count).map { _ in generator.nextFloat() >= p ? keep : 0 }
     }
 
     func applyMask(_ mask: Tensor, op: String) -> Tensor {

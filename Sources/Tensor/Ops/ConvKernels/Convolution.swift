@@ -222,7 +222,8 @@ extension Tensor {
         return record("conv2d", out, inputs: inputs, attributes: attributes()) { g in
             let pg = g.storage.pointer
             let direct = geo.usesDirectInputGradient
-            let dx = xd ? (direct ? Tensor(uninitializedShape: x0.shape) : Tensor.zeros(x0.shape)) : nil
+            // the direct kernel and a pointwise conv's GEMMs write every element of dx once; col2im adds
+            let dx = xd ? (direct || geo.isPointwise ? Tensor(uninitializedShape: x0.shape) : Tensor.zeros(x0.shape)) : nil
             let dw = wd ? Tensor.zeros(w0.shape) : nil
             if geo.isDepthwise && geo.usesDirectKernel {
                 directDepthwiseBackward(x0.storage.pointer, w0.storage.pointer, pg, dx?.storage.pointer, dw?.storage.pointer, geo, batch: n)
@@ -266,7 +267,7 @@ extension Tensor {
                                     sched.col2imGroup(UnsafePointer(cp), geo, dxin)
                                 } else {
                                     sgemm(transA: true, transB: false, m: geo.colRows, n: p, k: geo.og, a: wg, lda: geo.colRows,
-                                          b: gout, ldb: p, beta: 1, c: dxin, ldc: p)
+                                          b: gout, ldb: p, c: dxin, ldc: p)
                                 }
                             }
                         }

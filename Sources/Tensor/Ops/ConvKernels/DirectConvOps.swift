@@ -91,16 +91,21 @@ func directConvBatch(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ ou
     withExtendedLifetime(scratch) {}
 }
 
-/// Forward: wt[g, (c, i, j), o] = w[g·og + o, c, i, j].
-func directConvForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
-                       _ g: Conv2dGeometry, batch: Int) {
+/// The forward weights in the direct kernel's layout: wt[g, (c, i, j), o] = w[g·og + o, c, i, j].
+func directConvForwardWeights(_ w: UnsafePointer<Float>, _ g: Conv2dGeometry) -> Tensor {
     let taps = g.colRows, og = g.og
     let wt = Tensor(uninitializedShape: [g.groups * taps * og])
     let pt = wt.storage.pointer
     for gi in 0..<g.groups {
         for o in 0..<og { for t in 0..<taps { pt[(gi * taps + t) * og + o] = w[(gi * og + o) * taps + t] } }
     }
-    directConvBatch(x, UnsafePointer(pt), out, g.directForwardShape, batch: batch, groups: g.groups)
+    return wt
+}
+
+func directConvForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                       _ g: Conv2dGeometry, batch: Int) {
+    let wt = directConvForwardWeights(w, g)
+    directConvBatch(x, UnsafePointer(wt.storage.pointer), out, g.directForwardShape, batch: batch, groups: g.groups)
     withExtendedLifetime(wt) {}
 }
 
@@ -108,6 +113,13 @@ func directConvForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ o
 /// wt[g, (o, i, j), c] = w[g·og + o, c, kh−1−i, kw−1−j]. Overwrites dx.
 func directConvInputGradient(_ gout: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                              _ g: Conv2dGeometry, batch: Int) {
+    let wt = directConvInputGradientWeights(w, g)
+    directConvBatch(gout, UnsafePointer(wt.storage.pointer), dx, g.directInputGradientShape, batch: batch, groups: g.groups)
+    withExtendedLifetime(wt) {}
+}
+
+/// The input gradient's weights in the direct kernel's layout, wt[g, (o, i, j), c] = w[g·og + o, c, kh−1−i, kw−1−j].
+func directConvInputGradientWeights(_ w: UnsafePointer<Float>, _ g: Conv2dGeometry) -> Tensor {
     let kh = g.kernelH, kw = g.kernelW, cg = g.cg, og = g.og, taps = g.colRows
     let wt = Tensor(uninitializedShape: [g.groups * og * kh * kw * cg])
     let pt = wt.storage.pointer
@@ -122,6 +134,5 @@ func directConvInputGradient(_ gout: UnsafePointer<Float>, _ w: UnsafePointer<Fl
             }
         }
     }
-    directConvBatch(gout, UnsafePointer(pt), dx, g.directInputGradientShape, batch: batch, groups: g.groups)
-    withExtendedLifetime(wt) {}
+    return wt
 }

@@ -76,6 +76,39 @@ final class FusedConvMlpTests: XCTestCase {
         }
     }
 
+    /// `conv2d(…, adding: r)` (the bias and r written into the output before the GEMMs accumulate onto
+    /// them) against `r + conv2d(…)`: pointwise and im2col convs, per-sample and batch-1 products, a bias
+    /// or none; the direct-kernel and batched-plane geometries fall back to the add.
+    func testConvAddingResidualMatchesSum() {
+        var d = TestData(seed: 93)
+        // (x shape, weight shape, stride, padding, groups, bias, threads)
+        let cases: [([Int], [Int], Int, Int, Int, Bool, Int)] = [
+            ([3, 6, 17, 17], [5, 6, 1, 1], 1, 0, 1, true, 2), ([1, 8, 9, 11], [8, 4, 1, 1], 1, 0, 2, false, 2),
+            ([2, 4, 9, 9], [6, 4, 3, 3], 2, 1, 1, true, 1), ([4, 6, 8, 8], [6, 3, 3, 3], 1, 1, 2, true, 2),
+            ([3, 4, 6, 6], [5, 4, 2, 2], 2, 0, 1, false, 2)]
+        for (shape, wshape, stride, pad, groups, bias, threads) in cases {
+            let x0 = d.normal(shape), w0 = d.normal(wshape, std: 0.5), b0 = d.normal([wshape[0]], std: 0.5)
+            let oh = (shape[2] + 2 * pad - wshape[2]) / stride + 1, ow = (shape[3] + 2 * pad - wshape[3]) / stride + 1
+            let r0 = d.normal([shape[0], wshape[0], oh, ow]), seed = d.normal([shape[0], wshape[0], oh, ow])
+            var results: [[Tensor]] = []
+            for fused in [true, false] {
+                let t = [x0, w0, b0, r0].map { v -> Tensor in var c = v.copy(); c.requiresGrad = true; return c }
+                let y = withThreads(threads) { () -> Tensor in
+                    let b: Tensor? = bias ? t[2] : nil
+                    return fused ? Tensor.conv2d(t[0], weight: t[1], bias: b, stride: (stride, stride), padding: (pad, pad), groups: groups,
+                                                 adding: t[3])
+                        : t[3] + Tensor.conv2d(t[0], weight: t[1], bias: b, stride: (stride, stride), padding: (pad, pad), groups: groups)
+                }
+                withThreads(threads) { y.backward(gradient: seed) }
+                results.append([y.detached()] + t.map { $0.grad ?? Tensor.zeros($0.shape) })
+            }
+            for (i, name) in ["output", "dx", "dW", "db", "dresidual"].enumerated() {
+                XCTAssertLessThanOrEqual(maxAbsDiff(results[0][i], results[1][i]), 1e-5 * max(maxAbs(results[1][i]), 1), "\(name), x \(shape), w \(wshape)")
+            }
+            XCTAssertEqual(maxAbsDiff(results[0][4], seed), 0, "dresidual is the output gradient")
+        }
+    }
+
     func testGradient() {
         var d = TestData(seed: 92)
         let inputs = [d.normal([2, 3, 4, 5]), d.normal([2, 3, 4, 5]), d.normal([4, 3, 1, 1], std: 0.5), d.normal([4], std: 0.5),

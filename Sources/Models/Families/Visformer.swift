@@ -176,17 +176,19 @@ public final class VisformerAttention: Module {
         VisformerStacking.unstack(attend(qkv(VisformerStacking.stack(x)), batch: x.shape[0]), batch: x.shape[0])
     }
 
-    /// `self(norm(x))` for `x: [B, C, H, W]`, or `[1, C, B·H, W]` when `stacked`, in the same layout;
-    /// the BatchNorm is folded into qkv in evaluation mode (Sources/Models/Layers/BatchNormFolding.swift).
-    func callAsFunction(_ x: Tensor, batch b: Int, stacked: Bool, normalizedBy norm: BatchNorm2d) -> Tensor {
+    /// `self(norm(x))` for `x: [B, C, H, W]`, or `[1, C, B·H, W]` when `stacked`, in the same layout,
+    /// plus `residual` if given (stacked only); the BatchNorm is folded into qkv in evaluation mode
+    /// (Sources/Models/Layers/BatchNormFolding.swift).
+    func callAsFunction(_ x: Tensor, batch b: Int, stacked: Bool, normalizedBy norm: BatchNorm2d, adding residual: Tensor? = nil) -> Tensor {
+        precondition(stacked || residual == nil, "Visformer attention: a residual only on the stacked map")
         let xs = stacked ? x : VisformerStacking.stack(x)
         let projected = qkv.folded(after: norm).map { Tensor.conv2d(xs, weight: $0.weight, bias: $0.bias) } ?? qkv(norm(xs))
-        let y = attend(projected, batch: b)
+        let y = attend(projected, batch: b, adding: residual)
         return stacked ? y : VisformerStacking.unstack(y, batch: b)
     }
 
-    /// Stacked qkv projections `[1, 3·h·hd, B·H, W]` → `projDrop(proj(attention))`, `[1, C, B·H, W]`.
-    func attend(_ qkvMap: Tensor, batch b: Int) -> Tensor {
+    /// Stacked qkv projections `[1, 3·h·hd, B·H, W]` → `projDrop(proj(attention))` (+ `residual`), `[1, C, B·H, W]`.
+    func attend(_ qkvMap: Tensor, batch b: Int, adding residual: Tensor? = nil) -> Tensor {
         let out: Tensor
         if attnDrop.p > 0 && attnDrop.state.training {
             let rows = qkvMap.shape[2], w = qkvMap.shape[3], n = rows / b * w
@@ -198,7 +200,8 @@ public final class VisformerAttention: Module {
         } else {
             out = Tensor.stackedSelfAttention(qkv: qkvMap, batch: b, heads: heads, scale: scale)
         }
-        return projDrop(proj(out))
+        guard let residual else { return projDrop(proj(out)) }
+        return projDrop.isActive ? residual + projDrop(proj(out)) : proj(out, adding: residual)
     }
 
     public func visit(_ v: inout ModuleVisitor) { v.child("qkv", qkv); v.child("proj", proj) }
@@ -242,13 +245,19 @@ public final class VisformerMlp: Module {
                                       groups: conv2.groups, conv3Weight: conv3.weight.value, branchScales: scales, approximate: gelu)
     }
 
-    /// Everything after conv1.
-    func finish(_ hidden: Tensor) -> Tensor {
+    /// `residual + self(norm(x))`, the residual accumulated by conv3 (`Conv2d.callAsFunction(_:adding:)`).
+    func callAsFunction(_ x: Tensor, normalizedBy norm: BatchNorm2d, adding residual: Tensor) -> Tensor {
+        finish(conv1.preceded(by: norm, x), adding: residual)
+    }
+
+    /// Everything after conv1 (+ `residual`).
+    func finish(_ hidden: Tensor, adding residual: Tensor? = nil) -> Tensor {
         var y = drop(hidden.gelu(approximate: gelu))
         if let conv2 {
             y = conv2(y).gelu(approximate: gelu)
         }
-        return drop(conv3(y))
+        guard let residual else { return drop(conv3(y)) }
+        return drop.isActive ? residual + drop(conv3(y)) : conv3(y, adding: residual)
     }
 
     public func visit(_ v: inout ModuleVisitor) { v.child("conv1", conv1); v.child("conv2", conv2); v.child("conv3", conv3) }
@@ -285,10 +294,15 @@ public final class VisformerBlock: Module {
     /// `x: [B, C, H, W]`, or the batch-stacked `[1, C, B·H, W]` when `stacked`; the result has x's layout.
     func forward(_ x: Tensor, batch b: Int, stacked: Bool) -> Tensor {
         func drop(_ t: Tensor) -> Tensor { stacked ? dropPath(t, stackedBatch: b) : dropPath(t) }
+        // without drop-path the residuals enter the branches' last convolutions (conv2d(…, adding:))
+        let accumulate = !dropPath.isActive
         var y = x
-        if let norm1, let attn { y = y + drop(attn(y, batch: b, stacked: stacked, normalizedBy: norm1)) }
+        if let norm1, let attn {
+            y = accumulate && stacked ? attn(y, batch: b, stacked: true, normalizedBy: norm1, adding: y)
+                : y + drop(attn(y, batch: b, stacked: stacked, normalizedBy: norm1))
+        }
         if !stacked, let fused = mlp.residual(y, normalizedBy: norm2, dropPath: dropPath) { return fused }
-        return y + drop(mlp(y, normalizedBy: norm2))
+        return accumulate ? mlp(y, normalizedBy: norm2, adding: y) : y + drop(mlp(y, normalizedBy: norm2))
     }
 
     public func visit(_ v: inout ModuleVisitor) {

@@ -71,6 +71,11 @@ public final class Conv2d: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding, groups: groups)
     }
+    /// `residual + self(x)`, the residual accumulated by the convolution itself where it can
+    /// (`Tensor.conv2d(…, adding:)`).
+    public func callAsFunction(_ x: Tensor, adding residual: Tensor) -> Tensor {
+        Tensor.conv2d(x, weight: weight.value, bias: bias?.value, stride: stride, padding: padding, groups: groups, adding: residual)
+    }
     public func visit(_ v: inout ModuleVisitor) { v.param("weight", weight); v.param("bias", bias) }
 }
 

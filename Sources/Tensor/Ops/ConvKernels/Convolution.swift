@@ -166,9 +166,15 @@ struct ConvSampleSchedule {
 }
 
 extension Tensor {
-    /// 2-D convolution. `x: [N, C, H, W]`, `weight: [O, C/groups, kh, kw]`, `bias: [O]`.
+    /// 2-D convolution. `x: [N, C, H, W]`, `weight: [O, C/groups, kh, kw]`, `bias: [O]`; with a
+    /// `residual` of the output's shape, `residual + conv2d(x)`.
+    ///
+    /// On the GEMM path (not the direct kernel, not depthwise, not batched planes) the bias and the
+    /// residual are written into the output before the GEMMs, which then accumulate onto them (beta
+    /// 1): OpenBLAS clears C before a beta-0 product anyway, so the bias pass and the residual add cost
+    /// nothing more. Elsewhere, and under an op tracer, the residual is a separate add.
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int) = (1, 1),
-                              padding: (Int, Int) = (0, 0), groups: Int = 1) -> Tensor {
+                              padding: (Int, Int) = (0, 0), groups: Int = 1, adding residual: Tensor? = nil) -> Tensor {
         precondition(x.rank == 4 && weight.rank == 4, "conv2d: input \(x.shape), weight \(weight.shape) must be rank 4")
         let n = x.shape[0]
         let geo = Conv2dGeometry(inChannels: x.shape[1], outChannels: weight.shape[0], kernelH: weight.shape[2],
@@ -180,6 +186,13 @@ extension Tensor {
         if let bias { precondition(bias.shape == [geo.outChannels], "conv2d: bias \(bias.shape) for \(geo.outChannels) outputs") }
         // built only when an op tracer asks (record and OpTrace take it as an autoclosure)
         func attributes() -> OpAttributes { ["stride": .ints([stride.0, stride.1]), "padding": .ints([padding.0, padding.1]), "groups": .int(groups)] }
+        let gemmPath = !geo.usesBatchedPlanes(batch: n) && !geo.usesDirectKernel && !geo.isDepthwise
+        if let residual {
+            precondition(residual.shape == [n, geo.outChannels, geo.outH, geo.outW], "conv2d: residual \(residual.shape) for output \([n, geo.outChannels, geo.outH, geo.outW])")
+            if !gemmPath || OpTrace.current != nil {
+                return residual + conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, groups: groups)
+            }
+        }
         if geo.usesBatchedPlanes(batch: n) {
             return conv2dBatchedPlanes(x, weight: weight, bias: bias, geo: geo, attributes: attributes())
         }
@@ -195,6 +208,7 @@ extension Tensor {
             let sched = ConvSampleSchedule(batch: n, groups: geo.groups)
             let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])
             let pxs = px.sendable, pws = pw.sendable, pos = po.sendable, pcs = cols?.storage.pointer.sendable
+            let pbs = bias?.storage.pointer.sendable, prs = residual?.storage.pointer.sendable
             sched.run { ch in
                 let cp = pcs.map { $0 + ch * geo.colRows * p }
                 for u in sched.products(ch) {
@@ -202,14 +216,23 @@ extension Tensor {
                     let xin = UnsafePointer(pxs + b * inPlane + gi * geo.cg * geo.inH * geo.inW)
                     var colPtr = xin
                     if let cp { sched.im2colGroup(xin, geo, cp); colPtr = UnsafePointer(cp) }
+                    let c = pos + b * outPlane + gi * geo.og * p
+                    // the residual and the bias first, then the product on top of them
+                    if let prs { c.update(from: prs + b * outPlane + gi * geo.og * p, count: geo.og * p) }
+                    if let pbs {
+                        for r in 0..<geo.og {
+                            let v = pbs[gi * geo.og + r], row = c + r * p
+                            if prs != nil { for k in 0..<p { row[k] += v } } else { row.update(repeating: v, count: p) }
+                        }
+                    }
                     sgemm(transA: false, transB: false, m: geo.og, n: p, k: geo.colRows,
                           a: pws + gi * geo.og * geo.colRows, lda: geo.colRows, b: colPtr, ldb: p,
-                          c: pos + b * outPlane + gi * geo.og * p, ldc: p)
+                          beta: pbs != nil || prs != nil ? 1 : 0, c: c, ldc: p)
                 }
             }
-            withExtendedLifetime(cols) {}  // the GEMMs above read it through pointers
+            withExtendedLifetime((cols, residual)) {}  // the GEMMs above read them through pointers
         }
-        if let bias {
+        if let bias, !gemmPath {
             let pb = bias.storage.pointer.sendable, pos = po.sendable
             Parallel.forRange(n * geo.outChannels, grain: Swift.max(1, 32_768 / p)) { r in
                 for bc in r { let v = pb[bc % geo.outChannels]; let d = pos + bc * p; for k in 0..<p { d[k] += v } }
@@ -217,9 +240,10 @@ extension Tensor {
         }
         var inputs = [x, weight]
         if let bias { inputs.append(bias) }
+        if let residual { inputs.append(residual) }
         let xd = x.node != nil, wd = weight.node != nil
         let x0 = x.detached(), w0 = weight.detached()
-        return record("conv2d", out, inputs: inputs, attributes: attributes()) { g in
+        return record(residual == nil ? "conv2d" : "conv2d_residual", out, inputs: inputs, attributes: attributes()) { g in
             let pg = g.storage.pointer
             let direct = geo.usesDirectInputGradient
             // the direct kernel and a pointwise conv's GEMMs write every element of dx once; col2im adds
@@ -281,6 +305,7 @@ extension Tensor {
             }
             var grads: [Tensor?] = [dx, dw]
             if bias != nil { grads.append(g.sum(axes: [0, 2, 3])) }
+            if residual != nil { grads.append(g) }
             return grads
         }
     }

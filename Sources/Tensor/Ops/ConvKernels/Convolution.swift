@@ -209,6 +209,20 @@ extension Tensor {
             let cols = geo.isPointwise ? nil : Tensor(uninitializedShape: [sched.chunks, geo.colRows * p])
             let pxs = px.sendable, pws = pw.sendable, pos = po.sendable, pcs = cols?.storage.pointer.sendable
             let pbs = bias?.storage.pointer.sendable, prs = residual?.storage.pointer.sendable
+            /// The residual and the bias of output rows `rows` (sample-major channel rows), before the products land on them.
+            func prefill(_ rows: Range<Int>) {
+                for bo in rows {
+                    let row = pos + bo * p
+                    if let prs { row.update(from: prs + bo * p, count: p) }
+                    if let pbs {
+                        let v = pbs[bo % geo.outChannels]
+                        if prs != nil { for k in 0..<p { row[k] += v } } else { row.update(repeating: v, count: p) }
+                    }
+                }
+            }
+            // split: each core fills its own products' rows just before their GEMMs (still in cache);
+            // else every core fills a share of the whole output first
+            if !sched.splits && (pbs != nil || prs != nil) { Parallel.forRange(n * geo.outChannels, grain: Swift.max(1, 16_384 / p)) { prefill($0) } }
             sched.run { ch in
                 let cp = pcs.map { $0 + ch * geo.colRows * p }
                 for u in sched.products(ch) {
@@ -217,14 +231,7 @@ extension Tensor {
                     var colPtr = xin
                     if let cp { sched.im2colGroup(xin, geo, cp); colPtr = UnsafePointer(cp) }
                     let c = pos + b * outPlane + gi * geo.og * p
-                    // the residual and the bias first, then the product on top of them
-                    if let prs { c.update(from: prs + b * outPlane + gi * geo.og * p, count: geo.og * p) }
-                    if let pbs {
-                        for r in 0..<geo.og {
-                            let v = pbs[gi * geo.og + r], row = c + r * p
-                            if prs != nil { for k in 0..<p { row[k] += v } } else { row.update(repeating: v, count: p) }
-                        }
-                    }
+                    if sched.splits { prefill((b * geo.outChannels + gi * geo.og)..<(b * geo.outChannels + (gi + 1) * geo.og)) }
                     sgemm(transA: false, transB: false, m: geo.og, n: p, k: geo.colRows,
                           a: pws + gi * geo.og * geo.colRows, lda: geo.colRows, b: colPtr, ldb: p,
                           beta: pbs != nil || prs != nil ? 1 : 0, c: c, ldc: p)

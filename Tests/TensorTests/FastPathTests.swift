@@ -93,8 +93,10 @@ final class FastPathTests: XCTestCase {
 
     func testSgemmPanelSplitMatchesUnsplit() {
         var d = TestData(seed: 43)
-        // (m, n, k): split by rows, split by columns (few rows), odd sizes
-        for (m, n, k) in [(300, 170, 90), (20, 700, 160), (257, 129, 65)] {
+        // (m, n, k, threads): split by rows, split by columns (few rows), odd sizes, split along k
+        // (k ≥ 4·max(m, n)) with 2 and 3 threads
+        for (m, n, k, threads) in [(300, 170, 90, 2), (20, 700, 160, 2), (257, 129, 65, 2), (40, 24, 2200, 2), (33, 47, 2300, 3)] {
+            if k >= gemmSplitDepthRatio * max(m, n) { XCTAssertGreaterThanOrEqual(m * n * k, gemmSplitMinimum, "the depth split is exercised") }
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a = d.normal(ta ? [k, m] : [m, k]), b = d.normal(tb ? [n, k] : [k, n]), c0 = d.normal([m, n])
                 var outs: [Tensor] = []
@@ -102,7 +104,7 @@ final class FastPathTests: XCTestCase {
                     gemmSplitEnabled = split
                     defer { gemmSplitEnabled = true }
                     let c = c0.copy()
-                    withThreads(2) {
+                    withThreads(threads) {
                         sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.5, a: a.storage.pointer, lda: ta ? m : k,
                               b: b.storage.pointer, ldb: tb ? k : n, beta: 1, c: c.storage.pointer, ldc: n)
                     }

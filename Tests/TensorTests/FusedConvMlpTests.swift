@@ -109,6 +109,46 @@ final class FusedConvMlpTests: XCTestCase {
         }
     }
 
+    /// `Tensor.stackedTransformerBlock` (sample by sample per core on the batch-stacked map) against its
+    /// composition, recorded (which runs the composition itself) and not.
+    func testStackedTransformerBlockMatchesComposition() {
+        var d = TestData(seed: 94)
+        let saved = stackedBlockMinimumPositions
+        stackedBlockMinimumPositions = 4
+        defer { stackedBlockMinimumPositions = saved }
+        // (batch, rows, width, channels, heads, head dim, hidden, biases, threads)
+        for (b, h, w, c, heads, hd, hidden, biases, threads) in [(3, 3, 4, 6, 2, 4, 10, true, 2), (2, 5, 3, 5, 1, 7, 12, false, 2),
+                                                                 (4, 2, 2, 4, 3, 2, 8, true, 3)] {
+            let x = d.normal([1, c, b * h, w])
+            let wq = d.normal([3 * heads * hd, c, 1, 1], std: 0.4), wp = d.normal([c, heads * hd, 1, 1], std: 0.4)
+            let w1 = d.normal([hidden, c, 1, 1], std: 0.4), w2 = d.normal([c, hidden, 1, 1], std: 0.4)
+            let bq: Tensor? = biases ? d.normal([3 * heads * hd], std: 0.3) : nil, bp: Tensor? = biases ? d.normal([c], std: 0.3) : nil
+            let b1: Tensor? = biases ? d.normal([hidden], std: 0.3) : nil, b2: Tensor? = biases ? d.normal([c], std: 0.3) : nil
+            func block() -> Tensor {
+                Tensor.stackedTransformerBlock(x, batch: b, heads: heads, scale: 0.45, qkvWeight: wq, qkvBias: bq, projWeight: wp, projBias: bp,
+                                               fc1Weight: w1, fc1Bias: b1, fc2Weight: w2, fc2Bias: b2, approximate: .tanh)
+            }
+            let fused = withThreads(threads) { withNoGrad { block() } }
+            let composed = withThreads(threads) { () -> Tensor in
+                withNoGrad {
+                    let attention = Tensor.stackedSelfAttention(qkv: Tensor.conv2d(x, weight: wq, bias: bq), batch: b, heads: heads, scale: 0.45)
+                    let y = x + Tensor.conv2d(attention, weight: wp, bias: bp)
+                    return y + Tensor.conv2d(Tensor.conv2d(y, weight: w1, bias: b1).gelu(approximate: .tanh), weight: w2, bias: b2)
+                }
+            }
+            let label = "batch \(b), \(h)×\(w), heads \(heads), biases \(biases), threads \(threads)"
+            XCTAssertLessThanOrEqual(maxAbsDiff(fused, composed), 1e-5 * max(maxAbs(composed), 1), label)
+            var xr = x.copy()
+            xr.requiresGrad = true
+            let recorded = withThreads(threads) {
+                Tensor.stackedTransformerBlock(xr, batch: b, heads: heads, scale: 0.45, qkvWeight: wq, qkvBias: bq, projWeight: wp, projBias: bp,
+                                               fc1Weight: w1, fc1Bias: b1, fc2Weight: w2, fc2Bias: b2, approximate: .tanh)
+            }
+            XCTAssertNotNil(recorded.node, "recording runs the composition")
+            XCTAssertLessThanOrEqual(maxAbsDiff(recorded, composed), 1e-5 * max(maxAbs(composed), 1), label)
+        }
+    }
+
     func testGradient() {
         var d = TestData(seed: 92)
         let inputs = [d.normal([2, 3, 4, 5]), d.normal([2, 3, 4, 5]), d.normal([4, 3, 1, 1], std: 0.5), d.normal([4], std: 0.5),

@@ -294,6 +294,7 @@ public final class VisformerBlock: Module {
     /// `x: [B, C, H, W]`, or the batch-stacked `[1, C, B·H, W]` when `stacked`; the result has x's layout.
     func forward(_ x: Tensor, batch b: Int, stacked: Bool) -> Tensor {
         func drop(_ t: Tensor) -> Tensor { stacked ? dropPath(t, stackedBatch: b) : dropPath(t) }
+        if stacked, let fused = inference(x, batch: b) { return fused }
         // without drop-path the residuals enter the branches' last convolutions (conv2d(…, adding:))
         let accumulate = !dropPath.isActive
         var y = x
@@ -303,6 +304,19 @@ public final class VisformerBlock: Module {
         }
         if !stacked, let fused = mlp.residual(y, normalizedBy: norm2, dropPath: dropPath) { return fused }
         return accumulate ? mlp(y, normalizedBy: norm2, adding: y) : y + drop(mlp(y, normalizedBy: norm2))
+    }
+
+    /// An attention block on the stacked map in evaluation, both BatchNorms folded, through
+    /// `Tensor.stackedTransformerBlock` (sample by sample per core); nil when anything is recorded or
+    /// traced, in training, or without attention or with the spatial MLP.
+    func inference(_ x: Tensor, batch b: Int) -> Tensor? {
+        guard let norm1, let attn, mlp.conv2 == nil, !dropPath.isActive, !attn.attnDrop.isActive, !attn.projDrop.isActive,
+              !mlp.drop.isActive, let (wq, bq) = attn.qkv.folded(after: norm1), let (w1, b1) = mlp.conv1.folded(after: norm2)
+        else { return nil }
+        return Tensor.stackedTransformerBlock(x, batch: b, heads: attn.heads, scale: attn.scale, qkvWeight: wq, qkvBias: bq,
+                                              projWeight: attn.proj.weight.value, projBias: attn.proj.bias?.value, fc1Weight: w1,
+                                              fc1Bias: b1, fc2Weight: mlp.conv3.weight.value, fc2Bias: mlp.conv3.bias?.value,
+                                              approximate: mlp.gelu)
     }
 
     public func visit(_ v: inout ModuleVisitor) {

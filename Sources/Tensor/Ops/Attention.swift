@@ -245,14 +245,19 @@ struct AttentionGeometry {
         BLASRuntime.withSingleThreadedBLAS {
             Parallel.forEach(chunks) { ch in
                 for i in (pairs * ch / chunks)..<(pairs * (ch + 1) / chunks) {
-                    let s = pp + (keep ? i : ch) * nq * nk
-                    gemm(q(i), k(i).t, into: P(s), m: nq, n: nk, k: depth, alpha: scale)  // S = scale·Q·Kᵀ
-                    for row in 0..<nq { softmaxRowInPlace(s + row * nk, nk) }
-                    gemm(P(s), v(i), into: o(i), m: nq, n: valueDepth, k: nk)  // O = P·V
+                    forward(q(i), k(i), v(i), o(i), probabilities: pp + (keep ? i : ch) * nq * nk)
                 }
             }
         }
         return probs
+    }
+
+    /// One pair on the calling thread: P = softmax(scale·Q·Kᵀ) into `probabilities` (`queries × keys`), O = P·V.
+    @inline(__always)
+    func forward(_ q: MatrixView, _ k: MatrixView, _ v: MatrixView, _ o: MatrixView, probabilities s: UnsafeMutablePointer<Float>) {
+        gemm(q, k.t, into: P(s), m: queries, n: keys, k: depth, alpha: scale)  // S = scale·Q·Kᵀ
+        for row in 0..<queries { softmaxRowInPlace(s + row * keys, keys) }
+        gemm(P(s), v, into: o, m: queries, n: valueDepth, k: keys)  // O = P·V
     }
 
     /// Gradients of Q, K and V from dO and the saved probabilities, written into `dq`, `dk`, `dv`.

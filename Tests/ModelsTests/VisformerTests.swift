@@ -156,64 +156,60 @@ final class VisformerTests: XCTestCase {
         }
     }
 
-    /// In training (BatchNorm batch statistics, drop-path, attention dropout) an attention block run
-    /// stacked gives the values, generator draws and gradients of the block run on `[B, C, H, W]`.
-    func testStackedBlockMatchesPerSampleLayoutInTraining() {
-        let config = Self.v1FixtureConfig()
-        let state = ModelState(seed: 0)
-        var g = RandomGenerator(seed: 21)
-        let block = VisformerBlock(stage: 2, dropPath: 0.5, config: config, options: ModelOptions(attnDropRate: 0.3),
-                                   state: state, generator: &g)
+    /// Runs `block` in training twice on the same input, output gradient and generator state — once
+    /// through `first`, once through `second` — and asserts that the outputs, input and parameter
+    /// gradients and the generator's next draw agree.
+    private func assertTrainingRunsAgree(_ block: VisformerBlock, state: ModelState, input x0: Tensor, seed: Tensor,
+                                         _ first: (Tensor) -> Tensor, _ second: (Tensor) -> Tensor, file: StaticString = #filePath,
+                                         line: UInt = #line) {
         XCTAssertTrue(state.training)
-        let b = 4, c = config.width(stage: 2)
-        let x0 = Tensor.randn([b, c, 3, 3], generator: &g), seed = Tensor.randn([b, c, 3, 3], generator: &g)
-        var results: [[Tensor]] = []
-        for stacked in [false, true] {
+        func results(_ run: (Tensor) -> Tensor) -> [Tensor] {
             state.generator = RandomGenerator(seed: 77)
             block.zeroGrad()
             var x = x0.copy()
             x.requiresGrad = true
-            let y = stacked
-                ? VisformerStacking.unstack(block.forward(VisformerStacking.stack(x), batch: b, stacked: true), batch: b)
-                : block(x)
-            y.backward(gradient: seed)
-            results.append([y.detached(), x.grad!] + block.namedParameters().map { $0.parameter.grad ?? Tensor.zeros($0.parameter.shape) }
-                           + [Tensor(shape: [1], [state.generator.nextFloat()])])
+            let y = withThreads(2) { run(x) }
+            withThreads(2) { y.backward(gradient: seed) }
+            return [y.detached(), x.grad!] + block.namedParameters().map { $0.parameter.grad ?? Tensor.zeros($0.parameter.shape) }
+                + [Tensor(shape: [1], [state.generator.nextFloat()])]
         }
+        let results = [results(first), results(second)]
         let names = ["output", "dx"] + block.namedParameters().map { $0.name } + ["next draw"]
         for (i, name) in names.enumerated() {
-            XCTAssertLessThanOrEqual(maxAbsDiff(results[0][i], results[1][i]), 1e-5 * max(maxAbs(results[0][i]), 1), name)
+            XCTAssertLessThanOrEqual(maxAbsDiff(results[0][i], results[1][i]), 1e-5 * max(maxAbs(results[0][i]), 1), name,
+                                     file: file, line: line)
         }
-        XCTAssertGreaterThan(maxAbs(results[0][0]), 0)
+        XCTAssertGreaterThan(maxAbs(results[0][0]), 0, file: file, line: line)
+        XCTAssertGreaterThan(maxAbs(results[0][2]), 0, file: file, line: line)
+    }
+
+    /// In training (BatchNorm batch statistics, drop-path, attention dropout) an attention block run
+    /// stacked gives the values, generator draws and gradients of the block run on `[B, C, H, W]`.
+    func testStackedBlockMatchesPerSampleLayoutInTraining() {
+        let config = Self.v1FixtureConfig(), state = ModelState(seed: 0)
+        var g = RandomGenerator(seed: 21)
+        let block = VisformerBlock(stage: 2, dropPath: 0.5, config: config, options: ModelOptions(attnDropRate: 0.3),
+                                   state: state, generator: &g)
+        let b = 4, c = config.width(stage: 2)
+        let x0 = Tensor.randn([b, c, 3, 3], generator: &g), seed = Tensor.randn([b, c, 3, 3], generator: &g)
+        assertTrainingRunsAgree(block, state: state, input: x0, seed: seed, { block($0) }) {
+            VisformerStacking.unstack(block.forward(VisformerStacking.stack($0), batch: b, stacked: true), batch: b)
+        }
     }
 
     /// In training a stage-1 block (the spatial MLP, run sample by sample through
     /// `Tensor.residualConvMlp`) gives the values, drop-path draws and gradients of its layers run
     /// one by one: x + dropPath(mlp(norm2(x))).
     func testFusedSpatialBlockMatchesLayersInTraining() {
-        let config = Self.v1FixtureConfig()
-        let state = ModelState(seed: 0)
+        let config = Self.v1FixtureConfig(), state = ModelState(seed: 0)
         var g = RandomGenerator(seed: 23)
         let block = VisformerBlock(stage: 1, dropPath: 0.5, config: config, options: ModelOptions(), state: state, generator: &g)
         XCTAssertNotNil(block.mlp.conv2)
         let b = 4, c = config.width(stage: 1)
         let x0 = Tensor.randn([b, c, 5, 5], generator: &g), seed = Tensor.randn([b, c, 5, 5], generator: &g)
-        var results: [[Tensor]] = []
-        for fused in [true, false] {
-            state.generator = RandomGenerator(seed: 78)
-            block.zeroGrad()
-            var x = x0.copy()
-            x.requiresGrad = true
-            let y = withThreads(2) { fused ? block(x) : x + block.dropPath(block.mlp(block.norm2(x))) }
-            withThreads(2) { y.backward(gradient: seed) }
-            results.append([y.detached(), x.grad!] + block.namedParameters().map { $0.parameter.grad ?? Tensor.zeros($0.parameter.shape) }
-                           + [Tensor(shape: [1], [state.generator.nextFloat()])])
+        assertTrainingRunsAgree(block, state: state, input: x0, seed: seed, { block($0) }) { x in
+            x + block.dropPath(block.mlp(block.norm2(x)))
         }
-        let names = ["output", "dx"] + block.namedParameters().map { $0.name } + ["next draw"]
-        for (i, name) in names.enumerated() {
-            XCTAssertLessThanOrEqual(maxAbsDiff(results[0][i], results[1][i]), 1e-5 * max(maxAbs(results[0][i]), 1), name)
-        }
-        XCTAssertGreaterThan(maxAbs(results[0][2]), 0)
     }
 
     func testOptionsAndHead() throws {

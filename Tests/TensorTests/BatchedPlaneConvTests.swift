@@ -26,28 +26,22 @@ final class BatchedPlaneConvTests: XCTestCase {
             let seed = d.normal([shape[0], o, oh, ow])
             let geo = Conv2dGeometry(inChannels: shape[1], outChannels: o, kernelH: k.0, kernelW: k.1, strideH: s.0, strideW: s.1,
                                      padH: p.0, padW: p.1, groups: g, inH: shape[2], inW: shape[3])
-            var results: [(Tensor, Tensor, Tensor, Tensor)] = []
+            var results: [[Tensor]] = []
             for batched in [false, true] {
                 Conv2dOptions.batchedPlanes = batched
                 defer { Conv2dOptions.batchedPlanes = true }
                 XCTAssertEqual(geo.usesBatchedPlanes(batch: shape[0]), batched, label)
                 for threads in [1, 2] {
-                    withThreads(threads) {
-                        var x = x0.copy(), w = w0.copy(), b = b0.copy()
-                        x.requiresGrad = true; w.requiresGrad = true; b.requiresGrad = true
-                        let y = Tensor.conv2d(x, weight: w, bias: b, stride: s, padding: p, groups: g)
-                        (y * seed).sum().backward()
-                        results.append((y, x.grad!, w.grad!, b.grad!))
-                    }
+                    results.append(withThreads(threads) { convWithGradients(x0, w0, b0, seed: seed, stride: s, padding: p, groups: g) })
                 }
             }
             let ref = naiveConv(x0, w0, b0, stride: s, padding: p, groups: g)
             for (i, r) in results.enumerated().dropFirst() {
-                XCTAssertLessThan(maxAbsDiff(r.0, ref), 1e-4, "\(label) #\(i)")
-                XCTAssertLessThan(maxAbsDiff(r.0, results[0].0), 1e-4, "\(label) #\(i)")
-                XCTAssertLessThan(maxAbsDiff(r.1, results[0].1), 1e-4, "\(label) #\(i) dx")
-                XCTAssertLessThan(maxAbsDiff(r.2, results[0].2), 1e-3, "\(label) #\(i) dw")
-                XCTAssertLessThan(maxAbsDiff(r.3, results[0].3), 1e-3, "\(label) #\(i) db")
+                XCTAssertLessThan(maxAbsDiff(r[0], ref), 1e-4, "\(label) #\(i)")
+                XCTAssertLessThan(maxAbsDiff(r[0], results[0][0]), 1e-4, "\(label) #\(i)")
+                XCTAssertLessThan(maxAbsDiff(r[1], results[0][1]), 1e-4, "\(label) #\(i) dx")
+                XCTAssertLessThan(maxAbsDiff(r[2], results[0][2]), 1e-3, "\(label) #\(i) dw")
+                XCTAssertLessThan(maxAbsDiff(r[3], results[0][3]), 1e-3, "\(label) #\(i) db")
             }
         }
     }

@@ -22,26 +22,22 @@ final class FastPathTests: XCTestCase {
             let label = "conv \(shape) k\(k) s\(s) p\(p) g\(g)"
             let x0 = d.normal(shape), w0 = d.normal([o, shape[1] / g, k.0, k.1]), b0 = d.normal([o])
             let seed = d.normal([shape[0], o, (shape[2] + 2 * p.0 - k.0) / s.0 + 1, (shape[3] + 2 * p.1 - k.1) / s.1 + 1])
-            var results: [(Tensor, Tensor, Tensor, Tensor)] = []
+            var results: [[Tensor]] = []
             for split in [false, true] {
                 Conv2dOptions.sampleSplit = split
                 Conv2dOptions.batchedPlanes = false  // the per-sample paths (BatchedPlaneConvTests covers the other)
                 defer { Conv2dOptions.sampleSplit = true; Conv2dOptions.batchedPlanes = true }
                 withThreads(2) {
                     XCTAssertEqual(convSplitsWork(batch: shape[0], groups: g), split)
-                    var x = x0.copy(), w = w0.copy(), b = b0.copy()
-                    x.requiresGrad = true; w.requiresGrad = true; b.requiresGrad = true
-                    let y = Tensor.conv2d(x, weight: w, bias: b, stride: s, padding: p, groups: g)
-                    (y * seed).sum().backward()
-                    results.append((y, x.grad!, w.grad!, b.grad!))
+                    results.append(convWithGradients(x0, w0, b0, seed: seed, stride: s, padding: p, groups: g))
                 }
             }
             let ref = naiveConv(x0, w0, b0, stride: s, padding: p, groups: g)
-            XCTAssertLessThan(maxAbsDiff(results[1].0, ref), 1e-4, label)
-            XCTAssertLessThan(maxAbsDiff(results[1].0, results[0].0), 1e-5, label)
-            XCTAssertLessThan(maxAbsDiff(results[1].1, results[0].1), 1e-4, "\(label) dx")
-            XCTAssertLessThan(maxAbsDiff(results[1].2, results[0].2), 1e-3, "\(label) dw")
-            XCTAssertLessThan(maxAbsDiff(results[1].3, results[0].3), 1e-3, "\(label) db")
+            XCTAssertLessThan(maxAbsDiff(results[1][0], ref), 1e-4, label)
+            XCTAssertLessThan(maxAbsDiff(results[1][0], results[0][0]), 1e-5, label)
+            XCTAssertLessThan(maxAbsDiff(results[1][1], results[0][1]), 1e-4, "\(label) dx")
+            XCTAssertLessThan(maxAbsDiff(results[1][2], results[0][2]), 1e-3, "\(label) dw")
+            XCTAssertLessThan(maxAbsDiff(results[1][3], results[0][3]), 1e-3, "\(label) db")
         }
     }
 
@@ -68,25 +64,21 @@ final class FastPathTests: XCTestCase {
                 let label = "direct conv \(shape) k\(k) s\(st) p\(p) g\(g) threads \(threads)"
                 let x0 = d.normal(shape), w0 = d.normal([o, shape[1] / g, k.0, k.1])
                 let seed = d.normal([shape[0], o, (shape[2] + 2 * p.0 - k.0) / st.0 + 1, (shape[3] + 2 * p.1 - k.1) / st.1 + 1])
-                var results: [(Tensor, Tensor, Tensor)] = []
+                var results: [[Tensor]] = []
                 for direct in [false, true] {
                     Conv2dOptions.directKernel = direct
                     defer { Conv2dOptions.directKernel = true }
                     withThreads(threads) {
                         XCTAssertEqual(Tensor.convUsesDirectKernel(inChannels: shape[1], outChannels: o, kernel: 3, stride: 1, padding: 1,
                                                                    groups: 2), direct)
-                        var x = x0.copy(), w = w0.copy()
-                        x.requiresGrad = true; w.requiresGrad = true
-                        let y = Tensor.conv2d(x, weight: w, bias: nil, stride: st, padding: p, groups: g)
-                        (y * seed).sum().backward()
-                        results.append((y, x.grad!, w.grad!))
+                        results.append(convWithGradients(x0, w0, nil, seed: seed, stride: st, padding: p, groups: g))
                     }
                 }
                 let ref = naiveConv(x0, w0, nil, stride: st, padding: p, groups: g)
-                XCTAssertLessThan(maxAbsDiff(results[1].0, ref), 1e-4, label)
-                XCTAssertLessThan(maxAbsDiff(results[1].0, results[0].0), 1e-4, label)
-                XCTAssertLessThan(maxAbsDiff(results[1].1, results[0].1), 1e-4, "\(label) dx")
-                XCTAssertLessThan(maxAbsDiff(results[1].2, results[0].2), 1e-3, "\(label) dw")
+                XCTAssertLessThan(maxAbsDiff(results[1][0], ref), 1e-4, label)
+                XCTAssertLessThan(maxAbsDiff(results[1][0], results[0][0]), 1e-4, label)
+                XCTAssertLessThan(maxAbsDiff(results[1][1], results[0][1]), 1e-4, "\(label) dx")
+                XCTAssertLessThan(maxAbsDiff(results[1][2], results[0][2]), 1e-3, "\(label) dw")
             }
         }
     }

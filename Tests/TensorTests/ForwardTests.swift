@@ -344,6 +344,17 @@ final class ForwardTests: XCTestCase {
 }
 
 /// Direct convolution in Double (reference).
+/// conv2d's output, then the gradients of x, the weight and the bias (when given) for the loss
+/// Σ y ⊙ seed: what the conv path-parity tests compare between paths.
+func convWithGradients(_ x0: Tensor, _ w0: Tensor, _ b0: Tensor?, seed: Tensor, stride: (Int, Int), padding: (Int, Int),
+                       groups: Int) -> [Tensor] {
+    var x = x0.copy(), w = w0.copy(), b = b0?.copy()
+    x.requiresGrad = true; w.requiresGrad = true; b?.requiresGrad = true
+    let y = Tensor.conv2d(x, weight: w, bias: b, stride: stride, padding: padding, groups: groups)
+    (y * seed).sum().backward()
+    return [y, x.grad!, w.grad!] + (b.map { [$0.grad!] } ?? [])
+}
+
 func naiveConv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, stride: (Int, Int), padding: (Int, Int), groups: Int) -> Tensor {
     let n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     let o = w.shape[0], kh = w.shape[2], kw = w.shape[3]

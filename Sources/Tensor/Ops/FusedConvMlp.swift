@@ -53,12 +53,13 @@ extension Tensor {
         withExtendedLifetime((x, residual, w1, b1, w2, w3)) {}
         guard recording, let saved else { return out }
         let needs = inputs.map { $0.node != nil }
-        let x0 = x.detached(), w10 = w1.detached(), w30 = w3.detached()
+        let x0 = x.detached(), w10 = w1.detached(), w20 = w2.detached(), w30 = w3.detached()
         return record("residual_conv_mlp", out, inputs: inputs) { g in
-            let grads = plan.backward(g.storage.pointer, x: x0.storage.pointer, w1: w10.storage.pointer, w3: w30.storage.pointer,
+            let grads = plan.backward(g.storage.pointer, x: x0.storage.pointer, w1: w10.storage.pointer, w2: w20.storage.pointer,
+                                      w3: w30.storage.pointer,
                                       saved: UnsafePointer(saved.storage.pointer), needInput: needs[0], needW1: needs[2],
                                       needB1: b1 != nil && needs[3], needW2: needs[b1 == nil ? 3 : 4], needW3: needs[b1 == nil ? 4 : 5])
-            withExtendedLifetime((g, x0, w10, w30, saved)) {}
+            withExtendedLifetime((g, x0, w10, w20, w30, saved)) {}
             var result: [Tensor?] = [grads.x, g, grads.w1]
             if b1 != nil { result.append(grads.b1) }
             return result + [grads.w2, grads.w3]
@@ -72,19 +73,21 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
     let n: Int, c: Int, d: Int, p: Int, groups: Int
     let approximate: GELUApproximation
     let scales: [Float]
-    /// conv2 forward and input-gradient shapes (one group), tap offsets and weights.
+    /// conv2 forward and input-gradient shapes (one group), forward tap offsets and weights (the
+    /// input gradient's are built by `backward`).
+    let geometry: Conv2dGeometry
     let fwd: DirectConvShape, bwd: DirectConvShape
-    let fwdOffsets: [Int], bwdOffsets: [Int]
-    let fwdWeights: Tensor, bwdWeights: Tensor
+    let fwdOffsets: [Int]
+    let fwdWeights: Tensor
     let workers: Int
 
     init(batch: Int, channels: Int, hidden: Int, positions: Int, geometry geo: Conv2dGeometry, approximate: GELUApproximation,
          scales: [Float], w2: UnsafePointer<Float>) {
         n = batch; c = channels; d = hidden; p = positions; groups = geo.groups
         self.approximate = approximate; self.scales = scales
-        fwd = geo.directForwardShape; bwd = geo.directInputGradientShape
-        fwdOffsets = directConvTapOffsets(fwd); bwdOffsets = directConvTapOffsets(bwd)
-        fwdWeights = directConvForwardWeights(w2, geo); bwdWeights = directConvInputGradientWeights(w2, geo)
+        geometry = geo; fwd = geo.directForwardShape; bwd = geo.directInputGradientShape
+        fwdOffsets = directConvTapOffsets(fwd)
+        fwdWeights = directConvForwardWeights(w2, geo)
         workers = Swift.min(Parallel.threads, batch)
     }
 
@@ -136,7 +139,7 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
                     // h1 = conv1(x) + b1 and h2 = conv2(gelu(h1)): saved for backward, else scratch
                     let h1 = psv.map { $0 + i * hp } ?? bb + hp, h2 = psv.map { $0 + (n + i) * hp } ?? bb + 2 * hp
                     sgemm(transA: false, transB: false, m: d, n: p, k: c, a: pw1.base, lda: c, b: xi, ldb: p, c: h1, ldc: p)
-                    if let pb { for r in 0..<d { let v = pb[r], row = h1 + r * p; for q in 0..<p { row[q] += v } } }
+                    if let pb { writeRowBias(h1, rows: d, count: p, stride: p, bias: pb.base, adding: true) }
                     gelu(UnsafePointer(h1), a, hp)
                     for g in 0..<groups {
                         directConvGroup(UnsafePointer(a + g * cg * p), UnsafePointer(pwt + g * conv2Taps * cg), h2 + g * cg * p, fwd,
@@ -153,8 +156,8 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
 
     struct Gradients { var x, w1, b1, w2, w3: Tensor? }
 
-    func backward(_ gout: UnsafePointer<Float>, x: UnsafePointer<Float>, w1: UnsafePointer<Float>, w3: UnsafePointer<Float>,
-                  saved: UnsafePointer<Float>, needInput: Bool, needW1: Bool, needB1: Bool, needW2: Bool, needW3: Bool) -> Gradients {
+    func backward(_ gout: UnsafePointer<Float>, x: UnsafePointer<Float>, w1: UnsafePointer<Float>, w2: UnsafePointer<Float>,
+                  w3: UnsafePointer<Float>, saved: UnsafePointer<Float>, needInput: Bool, needW1: Bool, needB1: Bool, needW2: Bool, needW3: Bool) -> Gradients {
         let hp = d * p, w1n = d * c, w2n = d * cg * fwd.kh * fwd.kw, w3n = c * d
         // per core: gelu(h1), gelu(h2), dh2, dh1, the weight-gradient and input-gradient scratch, then
         // the core's partial dW1, dW2, dW3, db1 (zeroed)
@@ -167,8 +170,9 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
         let pg = UnsafeMutablePointer(mutating: gout).sendable, px = UnsafeMutablePointer(mutating: x).sendable
         let pw1 = UnsafeMutablePointer(mutating: w1).sendable, pw3 = UnsafeMutablePointer(mutating: w3).sendable
         let psv = UnsafeMutablePointer(mutating: saved).sendable, pdx = dx?.storage.pointer.sendable
+        let bwdWeights = directConvInputGradientWeights(w2, geometry)
         let ps = scratch.storage.pointer.sendable, pwt = bwdWeights.storage.pointer.sendable
-        let fo = fwdOffsets, bo = bwdOffsets
+        let fo = fwdOffsets, bo = directConvTapOffsets(bwd)
         run { wk in
             let a1 = ps + wk * per, a2 = a1 + hp, dh2 = a2 + hp, dh1 = dh2 + hp
             let convW = dh1 + hp, convX = convW + fwd.scratchCount, acc = convX + bwd.scratchCount
@@ -229,7 +233,7 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
         }
         let grads = Gradients(x: dx, w1: needW1 ? total(0, w1n, [d, c, 1, 1]) : nil, b1: needB1 ? total(w1n + w2n + w3n, d, [d]) : nil,
                               w2: needW2 ? total(w1n, w2n, [d, cg, fwd.kh, fwd.kw]) : nil, w3: needW3 ? total(w1n + w2n, w3n, [c, d, 1, 1]) : nil)
-        withExtendedLifetime(scratch) {}
+        withExtendedLifetime((scratch, bwdWeights)) {}
         return grads
     }
 }

@@ -50,20 +50,13 @@ extension Tensor {
                                     w2.storage.pointer.sendable)
         let (pbq, pbp, pb1, pb2) = (bq?.storage.pointer.sendable, bp?.storage.pointer.sendable, b1?.storage.pointer.sendable,
                                     b2?.storage.pointer.sendable)
-        /// Rows of `count` floats, `stride` apart, set to `bias[row]` (or added to them).
-        func fill(_ dst: UnsafeMutablePointer<Float>, rows: Int, count: Int, stride: Int, bias: SendablePointer<Float>, adding: Bool) {
-            for r in 0..<rows {
-                let v = bias[r], row = dst + r * stride
-                if adding { for k in 0..<count { row[k] += v } } else { row.update(repeating: v, count: count) }
-            }
-        }
         BLASRuntime.withSingleThreadedBLAS {
             Parallel.forEach(workers) { wk in
                 let qkv = ps + wk * per, att = qkv + c3 * p, probs = att + width * p, h = probs + p * p
                 for s in (b * wk / workers)..<(b * (wk + 1) / workers) {
                     let xs = UnsafePointer(px + s * p), ys = po + s * p  // sample s's columns, `ld` apart
                     // qkv = Wqkv·x + bqkv
-                    if let pbq { fill(qkv, rows: c3, count: p, stride: p, bias: pbq, adding: false) }
+                    if let pbq { writeRowBias(qkv, rows: c3, count: p, stride: p, bias: pbq.base, adding: false) }
                     sgemm(transA: false, transB: false, m: c3, n: p, k: c, a: pwq.base, lda: c, b: xs, ldb: ld,
                           beta: pbq == nil ? 0 : 1, c: qkv, ldc: p)
                     // per head, channel-major [d, p] operands
@@ -75,18 +68,18 @@ extension Tensor {
                     }
                     // y = x + bp + Wp·attention, in the output's columns
                     for r in 0..<c { (ys + r * ld).update(from: xs + r * ld, count: p) }
-                    if let pbp { fill(ys, rows: c, count: p, stride: ld, bias: pbp, adding: true) }
+                    if let pbp { writeRowBias(ys, rows: c, count: p, stride: ld, bias: pbp.base, adding: true) }
                     sgemm(transA: false, transB: false, m: c, n: p, k: width, a: pwp.base, lda: width, b: UnsafePointer(att), ldb: p,
                           beta: 1, c: ys, ldc: ld)
                     // out = y + b2 + W2·gelu(W1·y + b1)
-                    if let pb1 { fill(h, rows: hidden, count: p, stride: p, bias: pb1, adding: false) }
+                    if let pb1 { writeRowBias(h, rows: hidden, count: p, stride: p, bias: pb1.base, adding: false) }
                     sgemm(transA: false, transB: false, m: hidden, n: p, k: c, a: pw1.base, lda: c, b: UnsafePointer(ys), ldb: ld,
                           beta: pb1 == nil ? 0 : 1, c: h, ldc: p)
                     switch approximate {
                     case .tanh: geluTanhForward(UnsafePointer(h), h, hidden * p)
                     case .none: geluErfForward(UnsafePointer(h), h, hidden * p)
                     }
-                    if let pb2 { fill(ys, rows: c, count: p, stride: ld, bias: pb2, adding: true) }
+                    if let pb2 { writeRowBias(ys, rows: c, count: p, stride: ld, bias: pb2.base, adding: true) }
                     sgemm(transA: false, transB: false, m: c, n: p, k: hidden, a: pw2.base, lda: hidden, b: UnsafePointer(h), ldb: p,
                           beta: 1, c: ys, ldc: ld)
                 }

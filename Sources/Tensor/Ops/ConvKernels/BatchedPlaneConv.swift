@@ -18,15 +18,35 @@ extension Conv2dGeometry {
     }
 }
 
+/// One core's share of the samples and its `colRows × P` staging buffer for one group's im2col
+/// (none for pointwise convs), taken from the buffer pool once per call.
+private struct BatchedPlaneScratch {
+    let batch: Int, chunks: Int, count: Int
+    let buffer: Tensor?
+
+    init(_ geo: Conv2dGeometry, batch: Int) {
+        self.batch = batch
+        chunks = Swift.max(1, Swift.min(Parallel.threads, batch))
+        count = geo.colRows * geo.outH * geo.outW
+        buffer = geo.isPointwise ? nil : Tensor(uninitializedShape: [chunks, count])
+    }
+
+    /// `body(samples, staging)` on every core.
+    func run(_ body: (Range<Int>, UnsafeMutablePointer<Float>?) -> Void) {
+        let pb = buffer?.storage.pointer.sendable
+        Parallel.forEach(chunks) { ch in body((batch * ch / chunks)..<(batch * (ch + 1) / chunks), pb.map { $0 + ch * count }) }
+        withExtendedLifetime(buffer) {}
+    }
+}
+
 /// cols[g, r, b·P + q] for sample b: the im2col rows of every group, batch-major within each row, so
 /// that group g's GEMM reads `colRows × (batch·P)` with leading dimension batch·P.
 private func batchedIm2col(_ x: UnsafePointer<Float>, _ geo: Conv2dGeometry, batch: Int, _ cols: UnsafeMutablePointer<Float>) {
     let p = geo.outH * geo.outW, rows = geo.colRows, ld = batch * p
     let inPlane = geo.inChannels * geo.inH * geo.inW, groupIn = geo.cg * geo.inH * geo.inW
     let px = UnsafeMutablePointer(mutating: x).sendable, pc = cols.sendable
-    Parallel.forRange(batch, grain: 1) { samples in
-        let tmp = geo.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: rows * p)
-        defer { tmp?.deallocate() }
+    let scratch = BatchedPlaneScratch(geo, batch: batch)
+    scratch.run { samples, tmp in
         for b in samples {
             for gi in 0..<geo.groups {
                 let xin = UnsafePointer(px + b * inPlane + gi * groupIn)
@@ -44,9 +64,8 @@ private func batchedCol2im(_ dcols: UnsafePointer<Float>, _ geo: Conv2dGeometry,
     let p = geo.outH * geo.outW, rows = geo.colRows, ld = batch * p
     let inPlane = geo.inChannels * geo.inH * geo.inW, groupIn = geo.cg * geo.inH * geo.inW
     let pc = UnsafeMutablePointer(mutating: dcols).sendable, pd = dx.sendable
-    Parallel.forRange(batch, grain: 1) { samples in
-        let tmp = geo.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: rows * p)
-        defer { tmp?.deallocate() }
+    let scratch = BatchedPlaneScratch(geo, batch: batch)
+    scratch.run { samples, tmp in
         for b in samples {
             for gi in 0..<geo.groups {
                 let src = pc + gi * rows * ld + b * p

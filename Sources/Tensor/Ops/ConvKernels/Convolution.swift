@@ -103,6 +103,16 @@ func col2im(_ cols: UnsafePointer<Float>, _ g: Conv2dGeometry, channels: Int, _ 
     Parallel.forRange(channels, grain: 1) { r in col2imChannels(UnsafePointer(pc.base), g, channels: r, pd.base) }
 }
 
+/// Sets rows `0..<rows` of `count` floats, `stride` apart, to `bias[row]`, or (`adding`) adds it to
+/// them: a product's bias before its GEMM accumulates onto it (conv2d and the fused blocks).
+@inline(__always)
+func writeRowBias(_ dst: UnsafeMutablePointer<Float>, rows: Int, count: Int, stride: Int, bias: UnsafePointer<Float>, adding: Bool) {
+    for r in 0..<rows {
+        let v = bias[r], row = dst + r * stride
+        if adding { for k in 0..<count { row[k] += v } } else { row.update(repeating: v, count: count) }
+    }
+}
+
 /// Whether conv2d splits its (sample, group) products across cores (single-threaded im2col and GEMMs
 /// per sample and group) rather than threading each GEMM: per-sample GEMMs are small (a grouped conv's
 /// are only O/groups rows), so one run of them per core beats a threaded GEMM each. Needs at least
@@ -214,10 +224,7 @@ extension Tensor {
                 for bo in rows {
                     let row = pos + bo * p
                     if let prs { row.update(from: prs + bo * p, count: p) }
-                    if let pbs {
-                        let v = pbs[bo % geo.outChannels]
-                        if prs != nil { for k in 0..<p { row[k] += v } } else { row.update(repeating: v, count: p) }
-                    }
+                    if let pbs { writeRowBias(row, rows: 1, count: p, stride: p, bias: pbs + bo % geo.outChannels, adding: prs != nil) }
                 }
             }
             // split: each core fills its own products' rows just before their GEMMs (still in cache);

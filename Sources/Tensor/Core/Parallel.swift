@@ -37,13 +37,8 @@ public enum Parallel {
             if count > 0 { body(0..<count) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            let box = UncheckedBox(body)
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                let lo = count * c / chunks
-                let hi = count * (c + 1) / chunks
-                box.value(lo..<hi)
-            }
+        WorkerPool.shared.run(chunks) { c in
+            body(count * c / chunks ..< count * (c + 1) / chunks)
         }
     }
 }
@@ -57,10 +52,7 @@ extension Parallel {
             if iterations == 1 { body(0) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            let box = UncheckedBox(body)
-            DispatchQueue.concurrentPerform(iterations: iterations) { box.value($0) }
-        }
+        WorkerPool.shared.run(iterations, body)
     }
 }
 

@@ -41,6 +41,23 @@ final class WorkerPoolTests: XCTestCase {
         }
     }
 
+    /// An iteration much longer than the polling time: the caller, done with its own, sleeps and
+    /// must be woken by the worker that finishes last.
+    func testCallerSleepsUntilALongIterationEnds() throws {
+        guard Parallel.threads >= 2 else { throw XCTSkip("one engine thread") }
+        let pause = useconds_t(WorkerPool.spinNanoseconds / 1000 * 5 + 2000)
+        for _ in 0..<3 {
+            let done = Locked([false, false])
+            let t0 = Date()
+            Parallel.forEach(2) { i in
+                if i == 1 { usleep(pause) }
+                done.update { $0[i] = true }
+            }
+            XCTAssertEqual(done.value, [true, true])
+            XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(t0), Double(pause) / 1e6 * 0.9)
+        }
+    }
+
     func testNestedAndConcurrentCallsComplete() {
         let total = Atomic<Int>(0)
         Parallel.forEach(4) { _ in

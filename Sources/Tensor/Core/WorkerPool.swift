@@ -17,7 +17,8 @@ import Glibc
 /// costs well under a µs.
 ///
 /// Iterations are claimed one at a time from a shared counter, so the caller takes over pieces a
-/// worker has not started (a worker descheduled by another process delays nothing). A call made
+/// worker has not started (a worker descheduled by another process delays nothing); a caller left
+/// waiting for a worker's last piece polls as long, then sleeps until that piece ends. A call made
 /// while the pool runs another job (a nested parallel loop, or another thread's) falls back to
 /// libdispatch.
 final class WorkerPool: @unchecked Sendable {
@@ -38,11 +39,14 @@ final class WorkerPool: @unchecked Sendable {
     private let busy = Atomic<Bool>(false)
     /// Workers sleeping (or about to) on `condition`.
     private let sleepers = Atomic<Int>(0)
+    /// Whether the caller sleeps (or is about to) on `finished` until the last iteration ends.
+    private let callerWaits = Atomic<Bool>(false)
     private let workerCount = Atomic<Int>(0)
     /// The current job's body; valid while `remaining > 0`.
     private nonisolated(unsafe) var body: ((Int) -> Void)?
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let finished = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let growLock = NSLock()
 
     static let maxIterations = (1 << 20) - 1
@@ -51,6 +55,7 @@ final class WorkerPool: @unchecked Sendable {
     private init() {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
+        pthread_cond_init(finished, nil)
     }
 
     /// Runs `body(i)` for i in 0..<iterations on the caller and the workers; returns when all have run.
@@ -74,10 +79,19 @@ final class WorkerPool: @unchecked Sendable {
                 pthread_mutex_unlock(mutex)
             }
             while claimAndRun() {}
+            // Poll for the workers' last iterations, then sleep until the last one ends (a worker
+            // descheduled by another process must not cost this core too).
+            let start = DispatchTime.now().uptimeNanoseconds
             var polls = 0
             while remaining.load(ordering: .acquiring) > 0 {
-                polls += 1
-                if polls > 4096 { sched_yield() }
+                polls &+= 1
+                if polls & 255 == 0 && DispatchTime.now().uptimeNanoseconds &- start > Self.spinNanoseconds {
+                    pthread_mutex_lock(mutex)
+                    callerWaits.store(true, ordering: .sequentiallyConsistent)
+                    while remaining.load(ordering: .sequentiallyConsistent) > 0 { pthread_cond_wait(finished, mutex) }
+                    callerWaits.store(false, ordering: .relaxed)
+                    pthread_mutex_unlock(mutex)
+                }
             }
             self.body = nil
         }
@@ -93,7 +107,11 @@ final class WorkerPool: @unchecked Sendable {
             guard next < count else { return false }
             if state.compareExchange(expected: s, desired: s + 1, ordering: .acquiringAndReleasing).exchanged {
                 body.unsafelyUnwrapped(Int(next))
-                remaining.subtract(1, ordering: .releasing)
+                if remaining.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 && callerWaits.load(ordering: .sequentiallyConsistent) {
+                    pthread_mutex_lock(mutex)
+                    pthread_cond_signal(finished)
+                    pthread_mutex_unlock(mutex)
+                }
                 return true
             }
         }

@@ -85,9 +85,10 @@ final class FastPathTests: XCTestCase {
 
     func testSgemmPanelSplitMatchesUnsplit() {
         var d = TestData(seed: 43)
-        // (m, n, k, threads): split by rows, split by columns (few rows), odd sizes, split along k
-        // (k ≥ 4·max(m, n)) with 2 and 3 threads
-        for (m, n, k, threads) in [(300, 170, 90, 2), (20, 700, 160, 2), (257, 129, 65, 2), (40, 24, 2200, 2), (33, 47, 2300, 3)] {
+        // (m, n, k, threads): split by rows, split by columns (few rows; short and much wider than
+        // tall), odd sizes, split along k (k ≥ 4·max(m, n)) with 2 and 3 threads
+        for (m, n, k, threads) in [(300, 170, 90, 2), (20, 700, 160, 2), (150, 600, 40, 2), (257, 129, 65, 2), (40, 24, 2200, 2),
+                                   (33, 47, 2300, 3)] {
             if k >= gemmSplitDepthRatio * max(m, n) { XCTAssertGreaterThanOrEqual(m * n * k, gemmSplitMinimum, "the depth split is exercised") }
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a = d.normal(ta ? [k, m] : [m, k]), b = d.normal(tb ? [n, k] : [k, n]), c0 = d.normal([m, n])

@@ -174,7 +174,7 @@ public struct BenchmarkReport: Sendable {
                  r.publishedTop1.map { String(format: "%.2f / %.2f", $0, r.publishedTop5 ?? .nan) } ?? "-"]
             })
         let speed = Table(
-            title: "Speed and memory (batch \(b), \(machine.threads) threads; medians after warm-up; (CPU-time): batch size ÷ (median process CPU time ÷ threads), an optimistic estimate of the speed on an unshared machine)",
+            title: "Speed and memory (batch \(b), \(machine.threads) threads; medians after warm-up; (CPU-time): batch size ÷ (median process CPU time ÷ threads), which counts the workers' polling between kernels: on a shared machine a lower bound of the unshared speed)",
             headers: ["model", "infer img/s", "(CPU-time)", "b1 latency ms", "train img/s", "(CPU-time)", "step ms", "fwd ms", "bwd ms", "opt ms",
                       "peak RSS MB", "train GFLOP/s", "MFU", "infer MFU", "note"],
             rightAligned: [false, true, true, true, true, true, true, true, true, true, true, true, true, true, false],

@@ -62,9 +62,10 @@ public struct ModelBenchmark: Codable, Sendable, Equatable {
     public var inferBatchBestMs: Double?
     public var latencyBatch1Ms: Double?
     public var inferIterations: Int?
-    /// Median process CPU time of a batch divided by the thread count: the wall time the batch
-    /// would take with the cores to itself (on a shared machine the wall-clock median also counts
-    /// time spent descheduled; spinning BLAS threads make this an upper bound of the unloaded time).
+    /// Median process CPU time of a batch divided by the thread count. On a shared machine the
+    /// wall-clock median also counts time spent descheduled, this does not; but the engine's workers
+    /// poll between kernels (Sources/Tensor/Core/WorkerPool.swift) and that counts as CPU time, so it
+    /// is close to the wall-clock time on an idle machine: an upper bound of the unloaded time.
     public var inferBatchCPUPerThreadMs: Double?
 
     // Training step: forward (train mode, tape) + cross-entropy, backward, AdamW step + zero grad.

@@ -153,7 +153,7 @@ final class FusedConvMlpTests: XCTestCase {
         var d = TestData(seed: 92)
         let inputs = [d.normal([2, 3, 4, 5]), d.normal([2, 3, 4, 5]), d.normal([4, 3, 1, 1], std: 0.5), d.normal([4], std: 0.5),
                       d.normal([4, 2, 3, 3], std: 0.4), d.normal([3, 4, 1, 1], std: 0.5)]
-        withThreads(2) {
+        _ = withThreads(2) {
             gradCheck("residual conv MLP", inputs) {
                 Tensor.residualConvMlp($0[0], residual: $0[1], conv1Weight: $0[2], conv1Bias: $0[3], conv2Weight: $0[4], groups: 2,
                                        conv3Weight: $0[5], branchScales: [1.5, 0.5], approximate: .tanh)

@@ -101,7 +101,7 @@ public final class DropPath: Module {
     /// Whether a call changes its input (training mode with p > 0).
     public var isActive: Bool { p > 0 && state.training }
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        guard p > 0, state.training else { return x }
+        guard isActive else { return x }
         return x.dropPath(p, training: true, generator: &state.generator)
     }
     /// The factors a call would apply to each of `batch` samples, drawn the same way (for fused
@@ -114,7 +114,7 @@ public final class DropPath: Module {
     /// The same on a map whose samples are stacked along axis 2, `[1, C, B·H, W]`
     /// (Visformer's attention stages): one draw per sample, as for `[B, C, H, W]`.
     public func callAsFunction(_ x: Tensor, stackedBatch b: Int) -> Tensor {
-        guard p > 0, state.training else { return x }
+        guard isActive else { return x }
         precondition(x.rank == 4 && x.shape[0] == 1 && x.shape[2] % b == 0, "drop-path: \(x.shape) is not [1, C, \(b)·H, W]")
         return x.reshaped([x.shape[1], b, x.count / (x.shape[1] * b)])
             .dropPath(p, training: true, batchAxis: 1, generator: &state.generator).reshaped(x.shape)

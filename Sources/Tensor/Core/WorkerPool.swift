@@ -79,19 +79,10 @@ final class WorkerPool: @unchecked Sendable {
                 pthread_mutex_unlock(mutex)
             }
             while claimAndRun() {}
-            // Poll for the workers' last iterations, then sleep until the last one ends (a worker
-            // descheduled by another process must not cost this core too).
-            let start = DispatchTime.now().uptimeNanoseconds
-            var polls = 0
-            while remaining.load(ordering: .acquiring) > 0 {
-                polls &+= 1
-                if polls & 255 == 0 && DispatchTime.now().uptimeNanoseconds &- start > Self.spinNanoseconds {
-                    pthread_mutex_lock(mutex)
-                    callerWaits.store(true, ordering: .sequentiallyConsistent)
-                    while remaining.load(ordering: .sequentiallyConsistent) > 0 { pthread_cond_wait(finished, mutex) }
-                    callerWaits.store(false, ordering: .relaxed)
-                    pthread_mutex_unlock(mutex)
-                }
+            // the workers' last iterations (a worker descheduled by another process must not cost
+            // this core too)
+            wait(until: { remaining.load(ordering: .sequentiallyConsistent) == 0 }, on: finished) {
+                callerWaits.store($0, ordering: .sequentiallyConsistent)
             }
             self.body = nil
         }
@@ -126,7 +117,6 @@ final class WorkerPool: @unchecked Sendable {
             let unmanaged = Unmanaged.passRetained(self)
             let rc = pthread_create(&thread, nil, { arg in
                 Unmanaged<WorkerPool>.fromOpaque(arg!).takeRetainedValue().workerLoop()
-                return nil
             }, unmanaged.toOpaque())
             guard rc == 0 else { unmanaged.release(); return }
             pthread_detach(thread)
@@ -139,18 +129,29 @@ final class WorkerPool: @unchecked Sendable {
             while claimAndRun() {}
             let seen = state.load(ordering: .acquiring)
             if seen & Self.fieldMask < (seen >> Self.countShift) & Self.fieldMask { continue }
-            // Poll for the next job, then sleep until one is published.
-            let start = DispatchTime.now().uptimeNanoseconds
-            var polls = 0
-            while state.load(ordering: .relaxed) == seen {
-                polls &+= 1
-                if polls & 255 == 0 && DispatchTime.now().uptimeNanoseconds &- start > Self.spinNanoseconds {
-                    pthread_mutex_lock(mutex)
-                    sleepers.add(1, ordering: .sequentiallyConsistent)
-                    while state.load(ordering: .sequentiallyConsistent) == seen { pthread_cond_wait(condition, mutex) }
-                    sleepers.subtract(1, ordering: .sequentiallyConsistent)
-                    pthread_mutex_unlock(mutex)
-                }
+            // the next job
+            wait(until: { state.load(ordering: .sequentiallyConsistent) != seen }, on: condition) {
+                sleepers.add($0 ? 1 : -1, ordering: .sequentiallyConsistent)
+            }
+        }
+    }
+
+    /// Polls `done` for `spinNanoseconds`, then sleeps on `cond` until it holds. `announce(true)`
+    /// and `announce(false)` (under the mutex, sequentially consistent) tell whoever makes `done`
+    /// true that someone sleeps: that side changes its state first and checks the announcement
+    /// after, so one of the two always sees the other and no wake-up is lost.
+    @inline(__always)
+    private func wait(until done: () -> Bool, on cond: UnsafeMutablePointer<pthread_cond_t>, announce: (Bool) -> Void) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var polls = 0
+        while !done() {
+            polls &+= 1
+            if polls & 255 == 0 && DispatchTime.now().uptimeNanoseconds &- start > Self.spinNanoseconds {
+                pthread_mutex_lock(mutex)
+                announce(true)
+                while !done() { pthread_cond_wait(cond, mutex) }
+                announce(false)
+                pthread_mutex_unlock(mutex)
             }
         }
     }

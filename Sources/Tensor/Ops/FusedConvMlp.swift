@@ -96,21 +96,6 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
     /// Samples of core `wk`.
     func samples(_ wk: Int) -> Range<Int> { (n * wk / workers)..<(n * (wk + 1) / workers) }
 
-    func gelu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
-        switch approximate {
-        case .tanh: geluTanhForward(x, y, count)
-        case .none: geluErfForward(x, y, count)
-        }
-    }
-
-    /// y = gelu(x) and g ← g · gelu′(x), in one pass.
-    func geluForwardBackward(_ x: UnsafePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
-        switch approximate {
-        case .tanh: geluTanhForwardBackward(x, UnsafePointer(g), y, g, count)
-        case .none: geluErfForwardBackward(x, UnsafePointer(g), y, g, count)
-        }
-    }
-
     /// Runs `body(core)` on every core with single-threaded BLAS.
     func run(_ body: @escaping (Int) -> Void) {
         BLASRuntime.withSingleThreadedBLAS { Parallel.forEach(workers) { body($0) } }
@@ -140,12 +125,12 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
                     let h1 = psv.map { $0 + i * hp } ?? bb + hp, h2 = psv.map { $0 + (n + i) * hp } ?? bb + 2 * hp
                     sgemm(transA: false, transB: false, m: d, n: p, k: c, a: pw1.base, lda: c, b: xi, ldb: p, c: h1, ldc: p)
                     if let pb { writeRowBias(h1, rows: d, count: p, stride: p, bias: pb.base, adding: true) }
-                    gelu(UnsafePointer(h1), a, hp)
+                    approximate.forward(UnsafePointer(h1), a, hp)
                     for g in 0..<groups {
                         directConvGroup(UnsafePointer(a + g * cg * p), UnsafePointer(pwt + g * conv2Taps * cg), h2 + g * cg * p, fwd,
                                         offsets: offsets.baseAddress!, scratch: conv)
                     }
-                    gelu(UnsafePointer(h2), bb, hp)
+                    approximate.forward(UnsafePointer(h2), bb, hp)
                     sgemm(transA: false, transB: false, m: c, n: p, k: d, alpha: s, a: pw3.base, lda: d, b: UnsafePointer(bb), ldb: p,
                           beta: 1, c: oi, ldc: p)
                 }
@@ -192,7 +177,7 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
                         let h1 = UnsafePointer(psv + i * hp), h2 = UnsafePointer(psv + (n + i) * hp)
                         // dh2 = (s·W3ᵀ·g) ⊙ gelu′(h2), with gelu(h2) from the same pass; dW3 += s·g·gelu(h2)ᵀ
                         sgemm(transA: true, transB: false, m: d, n: p, k: c, alpha: s, a: pw3.base, lda: d, b: gi, ldb: p, c: dh2, ldc: p)
-                        geluForwardBackward(h2, dh2, a2, hp)
+                        approximate.forwardBackward(h2, UnsafePointer(dh2), a2, dh2, hp)
                         if needW3 {
                             sgemm(transA: false, transB: true, m: c, n: d, k: p, alpha: s, a: gi, lda: p, b: UnsafePointer(a2), ldb: p,
                                   beta: 1, c: dW3, ldc: d)
@@ -202,7 +187,7 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
                             directConvGroup(UnsafePointer(dh2 + g * cg * p), UnsafePointer(pwt + g * bwd.taps * bwd.cout), dh1 + g * cg * p, bwd,
                                             offsets: bwdOffs.baseAddress!, scratch: convX)
                         }
-                        geluForwardBackward(h1, dh1, a1, hp)
+                        approximate.forwardBackward(h1, UnsafePointer(dh1), a1, dh1, hp)
                         if needW2 {
                             for g in 0..<groups {
                                 directConvFillPlanes(UnsafePointer(a1 + g * cg * p), fwd, convW)
@@ -211,7 +196,7 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
                                                           dW2 + g * cg * conv2Taps)
                             }
                         }
-                        if needB1 { for r in 0..<d { var t: Float = 0; let row = dh1 + r * p; for q in 0..<p { t += row[q] }; db1[r] += t } }
+                        if needB1 { for r in 0..<d { db1[r] += vsum(dh1 + r * p, p) } }
                         // dW1 += dh1·xᵀ; dx = W1ᵀ·dh1
                         if needW1 {
                             sgemm(transA: false, transB: true, m: d, n: c, k: p, a: UnsafePointer(dh1), lda: p, b: xi, ldb: p,

@@ -25,11 +25,7 @@ extension Tensor {
         let y = recording ? Tensor(uninitializedShape: h.shape) : h
         let ph = h.storage.pointer.sendable, py = y.storage.pointer.sendable
         Parallel.forRange(h.count) { r in
-            let src = UnsafePointer(ph + r.lowerBound), dst = py + r.lowerBound
-            switch approximate {
-            case .tanh: geluTanhForward(src, dst, r.count)
-            case .none: geluErfForward(src, dst, r.count)
-            }
+            approximate.forward(UnsafePointer(ph + r.lowerBound), py + r.lowerBound, r.count)
         }
         let out = linearProduct(y, weight: w2, bias: b2)
         guard recording else { return out }
@@ -46,10 +42,7 @@ extension Tensor {
                 let ph = h0.storage.pointer.sendable, py = y.storage.pointer.sendable, pd = dh.storage.pointer.sendable
                 Parallel.forRange(y.count) { r in
                     let lo = r.lowerBound
-                    switch approximate {
-                    case .tanh: geluTanhForwardBackward(UnsafePointer(ph + lo), UnsafePointer(pd + lo), py + lo, pd + lo, r.count)
-                    case .none: geluErfForwardBackward(UnsafePointer(ph + lo), UnsafePointer(pd + lo), py + lo, pd + lo, r.count)
-                    }
+                    approximate.forwardBackward(UnsafePointer(ph + lo), UnsafePointer(pd + lo), py + lo, pd + lo, r.count)
                 }
                 fc2 = LinearGradients(g, rows: rows, weight: w20, input: y, needInput: false, needWeight: needs[3], needBias: needs[4])
             }

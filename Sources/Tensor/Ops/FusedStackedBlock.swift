@@ -75,10 +75,7 @@ extension Tensor {
                     if let pb1 { writeRowBias(h, rows: hidden, count: p, stride: p, bias: pb1.base, adding: false) }
                     sgemm(transA: false, transB: false, m: hidden, n: p, k: c, a: pw1.base, lda: c, b: UnsafePointer(ys), ldb: ld,
                           beta: pb1 == nil ? 0 : 1, c: h, ldc: p)
-                    switch approximate {
-                    case .tanh: geluTanhForward(UnsafePointer(h), h, hidden * p)
-                    case .none: geluErfForward(UnsafePointer(h), h, hidden * p)
-                    }
+                    approximate.forward(UnsafePointer(h), h, hidden * p)
                     if let pb2 { writeRowBias(ys, rows: c, count: p, stride: ld, bias: pb2.base, adding: true) }
                     sgemm(transA: false, transB: false, m: c, n: p, k: hidden, a: pw2.base, lda: hidden, b: UnsafePointer(h), ldb: p,
                           beta: 1, c: ys, ldc: ld)

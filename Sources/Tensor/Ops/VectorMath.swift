@@ -389,6 +389,27 @@ func geluErfForwardBackward(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>
     }
 }
 
+extension GELUApproximation {
+    /// y = gelu(x) over `n` floats on the calling thread (`y` may be `x`).
+    @inline(__always)
+    func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch self {
+        case .tanh: geluTanhForward(x, y, n)
+        case .none: geluErfForward(x, y, n)
+        }
+    }
+
+    /// y = gelu(x) and dx = g·gelu′(x) in one pass (`geluTanhForwardBackward`'s aliasing rules).
+    @inline(__always)
+    func forwardBackward(_ x: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                         _ dx: UnsafeMutablePointer<Float>, _ n: Int) {
+        switch self {
+        case .tanh: geluTanhForwardBackward(x, g, y, dx, n)
+        case .none: geluErfForwardBackward(x, g, y, dx, n)
+        }
+    }
+}
+
 /// y[i] = e^{x[i] − shift}; returns Σ y (x and y may be the same buffer). Blocked like `vsum`.
 @inline(__always)
 func expShiftedSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Float {

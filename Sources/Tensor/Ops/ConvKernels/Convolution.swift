@@ -249,7 +249,7 @@ extension Tensor {
         if let bias, !gemmPath {
             let pb = bias.storage.pointer.sendable, pos = po.sendable
             Parallel.forRange(n * geo.outChannels, grain: Swift.max(1, 32_768 / p)) { r in
-                for bc in r { let v = pb[bc % geo.outChannels]; let d = pos + bc * p; for k in 0..<p { d[k] += v } }
+                for bc in r { writeRowBias(pos + bc * p, rows: 1, count: p, stride: p, bias: pb + bc % geo.outChannels, adding: true) }
             }
         }
         var inputs = [x, weight]

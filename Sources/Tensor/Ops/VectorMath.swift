@@ -218,7 +218,8 @@ func vdotCentered(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int
 // scalar loops on the baseline x86-64 target (four independent SSE chains per step instead of one),
 // and they let a loop fuse a reduction (softmax's Σ e^x) into the exp pass.
 
-/// fastExp on 16 lanes (same clamps and bit assembly).
+/// fastExp on 16 lanes (same clamps and bit assembly), its multiply-adds fused (`vfma`): one
+/// rounding instead of two, so the lanes may differ from `fastExp` in the last bit.
 ///
 /// `@_transparent` (mandatory inlining), not `@inline(__always)`: with the latter the optimizer
 /// still left out-of-line calls in geluTanhBackward, the erf-GELU kernels, expShiftedSum and
@@ -229,21 +230,31 @@ func vexp(_ x: Vec) -> Vec {
     let lo = Vec(repeating: -88), hi = Vec(repeating: 88.722_8)
     xc.replace(with: lo, where: lo .> xc)
     xc.replace(with: hi, where: hi .< xc)
-    let shifted = xc * 1.442_695_04 + 12_582_912
+    let shifted = vfma(xc, 1.442_695_04, 12_582_912)
     let k = shifted - 12_582_912
-    let r = (xc - k * 0.693_359_375) + k * 2.121_944_4e-4
-    var p = Vec(repeating: 1.987_569_1e-4)
-    p = p * r + 1.398_199_9e-3
-    p = p * r + 8.333_452e-3
-    p = p * r + 4.166_579_6e-2
-    p = p * r + 1.666_666_5e-1
-    p = p * r + 5e-1
-    let e = p * (r * r) + r + 1
+    let r = vfma(k, 2.121_944_4e-4, vfma(k, -0.693_359_375, xc))
+    var p = vfma(r, 1.987_569_1e-4, 1.398_199_9e-3)
+    p = vfma(p, r, 8.333_452e-3)
+    p = vfma(p, r, 4.166_579_6e-2)
+    p = vfma(p, r, 1.666_666_5e-1)
+    p = vfma(p, r, 5e-1)
+    let e = vfma(p, r * r, r) + 1
     let bits = (unsafeBitCast(shifted, to: SIMD16<UInt32>.self) &- 0x4B40_0000 &+ 127) &<< 23
     return e * unsafeBitCast(bits, to: Vec.self)
 }
 
-/// fastErf on 16 lanes (same fit and clamps); transparent like `vexp`.
+/// a·b + c with one rounding. Swift does not contract `a * b + c` into a fused multiply-add (it
+/// compiles to a multiply and an add); `addingProduct` does, one instruction on AVX2 and AVX-512.
+@_transparent
+func vfma(_ a: Vec, _ b: Vec, _ c: Vec) -> Vec { c.addingProduct(a, b) }
+@_transparent
+func vfma(_ a: Vec, _ b: Float, _ c: Float) -> Vec { Vec(repeating: c).addingProduct(a, Vec(repeating: b)) }
+@_transparent
+func vfma(_ a: Vec, _ b: Vec, _ c: Float) -> Vec { Vec(repeating: c).addingProduct(a, b) }
+@_transparent
+func vfma(_ a: Vec, _ b: Float, _ c: Vec) -> Vec { c.addingProduct(a, Vec(repeating: b)) }
+
+/// fastErf on 16 lanes (same fit and clamps, fused multiply-adds); transparent like `vexp`.
 @_transparent
 func verf(_ a: Vec) -> Vec {
     var x = a
@@ -251,18 +262,16 @@ func verf(_ a: Vec) -> Vec {
     x.replace(with: lo, where: lo .> x)
     x.replace(with: hi, where: hi .< x)
     let x2 = x * x
-    var p = Vec(repeating: -2.726_142_258_013_06e-10)
-    p = p * x2 + 2.770_681_424_959_02e-08
-    p = p * x2 - 2.101_024_020_825_08e-06
-    p = p * x2 - 5.692_506_394_623_46e-05
-    p = p * x2 - 7.349_906_303_268_55e-04
-    p = p * x2 - 2.954_599_808_540_25e-03
-    p = p * x2 - 1.609_603_332_624_15e-02
-    var q = Vec(repeating: -1.456_607_184_649_96e-05)
-    q = q * x2 - 2.133_740_552_789_05e-04
-    q = q * x2 - 1.682_826_974_382_03e-03
-    q = q * x2 - 7.373_329_167_204_68e-03
-    q = q * x2 - 1.426_473_905_141_89e-02
+    var p = vfma(x2, -2.726_142_258_013_06e-10, 2.770_681_424_959_02e-08)
+    p = vfma(p, x2, -2.101_024_020_825_08e-06)
+    p = vfma(p, x2, -5.692_506_394_623_46e-05)
+    p = vfma(p, x2, -7.349_906_303_268_55e-04)
+    p = vfma(p, x2, -2.954_599_808_540_25e-03)
+    p = vfma(p, x2, -1.609_603_332_624_15e-02)
+    var q = vfma(x2, -1.456_607_184_649_96e-05, -2.133_740_552_789_05e-04)
+    q = vfma(q, x2, -1.682_826_974_382_03e-03)
+    q = vfma(q, x2, -7.373_329_167_204_68e-03)
+    q = vfma(q, x2, -1.426_473_905_141_89e-02)
     return x * p / q
 }
 
@@ -289,7 +298,7 @@ func verf(_ a: Vec) -> Vec {
 /// e = exp(−2u) of the tanh form, u = √(2/π)(v + 0.044715v³), the exponent capped at 80.
 @_transparent
 func vGeluTanhExp(_ v: Vec) -> Vec {
-    var a = (v + 0.044_715 * v * v * v) * -1.595_769_1
+    var a = v * vfma(v * v, -0.071_354_815, -1.595_769_1)  // −1.5957691·(v + 0.044715v³)
     a.replace(with: Vec(repeating: 80), where: a .> 80)
     return vexp(a)
 }
@@ -297,8 +306,8 @@ func vGeluTanhExp(_ v: Vec) -> Vec {
 /// gelu′(v) of the tanh form from e = `vGeluTanhExp(v)` and r = 1 / (1 + e).
 @_transparent
 func vGeluTanhSlope(_ v: Vec, e: Vec, r: Vec) -> Vec {
-    let du2 = (1 + 0.134_145 * v * v) * 1.595_769_1
-    return r + (e * r) * r * (v * du2)
+    let du2 = vfma(v * v, 0.214_064_45, 1.595_769_1)  // 1.5957691·(1 + 0.134145v²)
+    return vfma((e * r) * r, v * du2, r)
 }
 
 func geluTanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {

@@ -145,8 +145,8 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
                   w3: UnsafePointer<Float>, saved: UnsafePointer<Float>, needInput: Bool, needW1: Bool, needB1: Bool, needW2: Bool, needW3: Bool) -> Gradients {
         let hp = d * p, w1n = d * c, w2n = d * cg * fwd.kh * fwd.kw, w3n = c * d
         // per core: gelu(h1), gelu(h2), dh2, dh1, the weight-gradient and input-gradient scratch, then
-        // the core's partial dW1, dW2, dW3, db1 (zeroed)
-        let partials = w1n + w2n + w3n + d
+        // the core's partial dW1, dW2 (as 16-lane sums, DirectConvWeightGrad.swift), dW3, db1 (zeroed)
+        let partials = w1n + 16 * w2n + w3n + d
         let per = 4 * hp + fwd.scratchCount + bwd.scratchCount + partials
         let scratch = Tensor(uninitializedShape: [workers, per])
         let dx = needInput ? Tensor(uninitializedShape: [n, c, fwd.h, fwd.w]) : nil
@@ -161,7 +161,7 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
         run { wk in
             let a1 = ps + wk * per, a2 = a1 + hp, dh2 = a2 + hp, dh1 = dh2 + hp
             let convW = dh1 + hp, convX = convW + fwd.scratchCount, acc = convX + bwd.scratchCount
-            let dW1 = acc, dW2 = dW1 + w1n, dW3 = dW2 + w2n, db1 = dW3 + w3n
+            let dW1 = acc, dW2 = dW1 + w1n, dW3 = dW2 + 16 * w2n, db1 = dW3 + w3n
             acc.update(repeating: 0, count: partials)
             convW.update(repeating: 0, count: fwd.scratchCount)  // plane borders and junk columns stay zero
             directConvClearScratch(bwd, convX)
@@ -193,7 +193,7 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
                                 directConvFillPlanes(UnsafePointer(a1 + g * cg * p), fwd, convW)
                                 directConvFillOutputRows(UnsafePointer(dh2 + g * cg * p), fwd, dyRows)
                                 directConvWeightGradGroup(UnsafePointer(convW), UnsafePointer(dyRows), fwd, offsets: fwdOffs.baseAddress!,
-                                                          dW2 + g * cg * conv2Taps)
+                                                          lanes: dW2 + g * cg * conv2Taps * 16)
                             }
                         }
                         if needB1 { for r in 0..<d { db1[r] += vsum(dh1 + r * p, p) } }
@@ -211,13 +211,20 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
             }
         }
         // the cores' partial weight gradients, added in core order
+        let firstPartial = ps + 4 * hp + fwd.scratchCount + bwd.scratchCount
         func total(_ offset: Int, _ count: Int, _ shape: [Int]) -> Tensor {
             let t = Tensor.zeros(shape), pt = t.storage.pointer
-            for wk in 0..<workers { let src = ps + wk * per + 4 * hp + fwd.scratchCount + bwd.scratchCount + offset; for j in 0..<count { pt[j] += src[j] } }
+            for wk in 0..<workers { let src = firstPartial + wk * per + offset; for j in 0..<count { pt[j] += src[j] } }
             return t
         }
-        let grads = Gradients(x: dx, w1: needW1 ? total(0, w1n, [d, c, 1, 1]) : nil, b1: needB1 ? total(w1n + w2n + w3n, d, [d]) : nil,
-                              w2: needW2 ? total(w1n, w2n, [d, cg, fwd.kh, fwd.kw]) : nil, w3: needW3 ? total(w1n + w2n, w3n, [c, d, 1, 1]) : nil)
+        var w2: Tensor? = nil
+        if needW2 {
+            let t = Tensor.zeros([d, cg, fwd.kh, fwd.kw])
+            directConvWeightGradSumLanes(UnsafePointer(firstPartial + w1n), chunks: workers, stride: per, count: w2n, into: t.storage.pointer)
+            w2 = t
+        }
+        let grads = Gradients(x: dx, w1: needW1 ? total(0, w1n, [d, c, 1, 1]) : nil, b1: needB1 ? total(w1n + 16 * w2n + w3n, d, [d]) : nil,
+                              w2: w2, w3: needW3 ? total(w1n + 16 * w2n, w3n, [c, d, 1, 1]) : nil)
         withExtendedLifetime((scratch, bwdWeights)) {}
         return grads
     }

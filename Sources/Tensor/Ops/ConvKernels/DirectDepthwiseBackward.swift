@@ -38,7 +38,8 @@ func directConvReadPlanes(_ scratch: UnsafePointer<Float>, _ s: DirectConvShape,
 }
 
 /// dx (overwritten) and dW (zeroed by the caller) of a depthwise convolution whose forward ran the
-/// direct kernel, by (sample, group) products spread over the cores; one partial dW per core.
+/// direct kernel, by (sample, group) products spread over the cores; one lane buffer of dW per core
+/// (DirectConvWeightGrad.swift).
 func directDepthwiseBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ gout: UnsafePointer<Float>,
                              _ dx: UnsafeMutablePointer<Float>?, _ dw: UnsafeMutablePointer<Float>?, _ g: Conv2dGeometry, batch: Int) {
     let s = g.directForwardShape, groups = g.groups
@@ -50,22 +51,22 @@ func directDepthwiseBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float
     // per chunk: input planes, dY rows, dx planes
     let work = s.scratchCount + planesCount
     let scratch = Tensor(uninitializedShape: [sched.chunks, work])
-    let partial = dw != nil && sched.splits ? Tensor.zeros([sched.chunks, wsize]) : nil
+    let lanes = dw != nil ? Tensor.zeros([sched.chunks, wsize * 16]) : nil
     let inPlanes = s.cin * s.h * s.w, outPlanes = s.cout * s.outH * s.outW
     let px = UnsafeMutablePointer(mutating: x).sendable, pg = UnsafeMutablePointer(mutating: gout).sendable
     let pw = UnsafeMutablePointer(mutating: w).sendable
     let ps = scratch.storage.pointer.sendable, pofs = offsets.sendable
-    let pd = (partial?.storage.pointer ?? dw)?.sendable, pdx = dx?.sendable
+    let pl = lanes?.storage.pointer.sendable, pdx = dx?.sendable
     sched.run { ch in
         let sp = ps + ch * work, dyp = sp + planesCount, dxp = sp + s.scratchCount
         sp.update(repeating: 0, count: work)
         for u in sched.products(ch) {
             let gi = u % groups
             directConvFillOutputRows(UnsafePointer(pg + u * outPlanes), s, dyp)
-            if let pd {
+            if let pl {
                 directConvFillPlanes(UnsafePointer(px + u * inPlanes), s, sp)
                 directConvWeightGradGroup(UnsafePointer(sp), UnsafePointer(dyp), s, offsets: UnsafePointer(pofs.base),
-                                          pd + (partial == nil ? 0 : ch * wsize) + gi * s.cout * s.taps)
+                                          lanes: pl + (ch * wsize + gi * s.cout * s.taps) * 16)
             }
             if let pdx {
                 dxp.update(repeating: 0, count: planesCount)
@@ -75,9 +76,8 @@ func directDepthwiseBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float
             }
         }
     }
-    if let partial, let dw {
-        let pp = partial.storage.pointer
-        for ch in 0..<sched.chunks { let src = pp + ch * wsize; for t in 0..<wsize { dw[t] += src[t] } }
+    if let lanes, let dw {
+        directConvWeightGradSumLanes(lanes.storage.pointer, chunks: sched.chunks, stride: wsize * 16, count: wsize, into: dw)
     }
-    withExtendedLifetime((scratch, partial)) {}
+    withExtendedLifetime((scratch, lanes)) {}
 }

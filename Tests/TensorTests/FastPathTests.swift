@@ -116,10 +116,13 @@ final class FastPathTests: XCTestCase {
         XCTAssertNotNil(recorded.node)
         let plain = withNoGrad { Tensor.scaledDotProductAttention(query: qg, key: k, value: v, scale: 0.3) }
         XCTAssertNil(plain.node)
-        XCTAssertEqual(maxAbsDiff(recorded, plain), 0)
+        // without a tape the rows are normalised after the product with V (AttentionGeometry): a few ulps
+        // apart from the recorded path, and the same whatever the thread count
+        XCTAssertLessThan(maxAbsDiff(recorded, plain), 2e-6)
+        XCTAssertGreaterThan(maxAbsDiff(recorded, plain), 0, "the no-grad path is expected to take the deferred normalisation")
         for threads in [1, 2, 4] {
             let y = withThreads(threads) { Tensor.scaledDotProductAttention(query: q, key: k, value: v, scale: 0.3) }
-            XCTAssertEqual(maxAbsDiff(recorded, y), 0, "threads \(threads)")
+            XCTAssertEqual(maxAbsDiff(plain, y), 0, "threads \(threads)")
         }
     }
 }

@@ -38,7 +38,8 @@ final class PackedAttentionTests: XCTestCase {
             XCTAssertEqual(maxAbsDiff(results[0].1, results[1].1), 0, "dqkv, \(label)")
             let inference = withNoGrad { Tensor.packedSelfAttention(qkv: x, heads: heads, scale: 0.37) }
             XCTAssertNil(inference.node)
-            XCTAssertEqual(maxAbsDiff(inference, results[0].0), 0, "no-grad output, \(label)")
+            // without a tape the rows are normalised after the product with V (AttentionGeometry), a few ulps apart
+            XCTAssertLessThan(maxAbsDiff(inference, results[0].0), 2e-6, "no-grad output, \(label)")
         }
     }
 
@@ -106,7 +107,8 @@ final class PackedAttentionTests: XCTestCase {
             XCTAssertEqual(maxAbsDiff(results[0].1, results[1].1), 0, "dqkv, \(label)")
             let inference = withNoGrad { Tensor.stackedSelfAttention(qkv: x, batch: b, heads: heads, scale: 0.43) }
             XCTAssertNil(inference.node)
-            XCTAssertEqual(maxAbsDiff(inference, results[0].0), 0, "no-grad output, \(label)")
+            // without a tape the rows are normalised after the product with V (AttentionGeometry), a few ulps apart
+            XCTAssertLessThan(maxAbsDiff(inference, results[0].0), 2e-6, "no-grad output, \(label)")
         }
     }
 

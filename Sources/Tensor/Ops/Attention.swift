@@ -236,16 +236,21 @@ struct AttentionGeometry {
 
     /// O = softmax(scale·Q·Kᵀ)·V per pair. Returns the probabilities `[pairs, queries, keys]` when
     /// `keepingProbabilities` (for backward); otherwise each worker reuses one cache-resident
-    /// `[queries, keys]` scratch and the result is only scratch.
+    /// `[queries, keys]` scratch (plus `queries` row scales) and the result is only scratch.
     func forward(keepingProbabilities keep: Bool, q: (Int) -> MatrixView, k: (Int) -> MatrixView, v: (Int) -> MatrixView,
                  o: (Int) -> MatrixView) -> Tensor {
         let chunks = self.chunks, nq = queries, nk = keys
-        let probs = Tensor(uninitializedShape: keep ? [pairs, nq, nk] : [chunks, nq, nk])
+        let probs = Tensor(uninitializedShape: keep ? [pairs, nq, nk] : [chunks, nq * nk + nq])
         let pp = probs.storage.pointer.sendable
         BLASRuntime.withSingleThreadedBLAS {
             Parallel.forEach(chunks) { ch in
                 for i in (pairs * ch / chunks)..<(pairs * (ch + 1) / chunks) {
-                    forward(q(i), k(i), v(i), o(i), probabilities: pp + (keep ? i : ch) * nq * nk)
+                    if keep {
+                        forward(q(i), k(i), v(i), o(i), probabilities: pp + i * nq * nk)
+                    } else {
+                        let s = pp + ch * (nq * nk + nq)
+                        forward(q(i), k(i), v(i), o(i), exponentials: s, rowScales: s + nq * nk)
+                    }
                 }
             }
         }
@@ -258,6 +263,27 @@ struct AttentionGeometry {
         gemm(q, k.t, into: P(s), m: queries, n: keys, k: depth, alpha: scale)  // S = scale·Q·Kᵀ
         for row in 0..<queries { softmaxRowInPlace(s + row * keys, keys) }
         gemm(P(s), v, into: o, m: queries, n: valueDepth, k: keys)  // O = P·V
+    }
+
+    /// One pair on the calling thread when the probabilities are not kept: E = exp(S − rowmax) in
+    /// `exponentials` (`queries × keys`) and O = diag(1/rowsum E)·(E·V), which scales the
+    /// `queries × valueDepth` output instead of normalising the `queries × keys` matrix (one pass
+    /// over it fewer: PiT-Ti's first stage has 730 keys against 32 value columns). `rowScales`:
+    /// `queries` floats of scratch.
+    @inline(__always)
+    func forward(_ q: MatrixView, _ k: MatrixView, _ v: MatrixView, _ o: MatrixView, exponentials s: UnsafeMutablePointer<Float>,
+                 rowScales inv: UnsafeMutablePointer<Float>) {
+        gemm(q, k.t, into: P(s), m: queries, n: keys, k: depth, alpha: scale)  // S = scale·Q·Kᵀ
+        for row in 0..<queries {
+            let e = s + row * keys
+            inv[row] = 1 / expShiftedSum(UnsafePointer(e), e, keys, shift: vmax(e, keys))
+        }
+        gemm(P(s), v, into: o, m: queries, n: valueDepth, k: keys)  // O = E·V
+        if o.transposed {
+            for c in 0..<valueDepth { let col = o.pointer + c * o.ld; for row in 0..<queries { col[row] *= inv[row] } }
+        } else {
+            for row in 0..<queries { let r = o.pointer + row * o.ld, f = inv[row]; for c in 0..<valueDepth { r[c] *= f } }
+        }
     }
 
     /// Gradients of Q, K and V from dO and the saved probabilities, written into `dq`, `dk`, `dv`.

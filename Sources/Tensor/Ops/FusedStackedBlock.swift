@@ -41,8 +41,8 @@ extension Tensor {
         let ld = b * p, d = width / heads
         let out = Tensor(uninitializedShape: x.shape)
         let workers = Swift.min(Parallel.threads, b)
-        // per core: the qkv map, the attention output, one pair's probabilities, the hidden map
-        let per = c3 * p + width * p + p * p + hidden * p
+        // per core: the qkv map, the attention output, one pair's exponentials, the hidden map, the row scales
+        let per = c3 * p + width * p + p * p + hidden * p + p
         let scratch = Tensor(uninitializedShape: [workers, per])
         let geometry = AttentionGeometry(pairs: heads, queries: p, keys: p, depth: d, valueDepth: d, scale: scale)
         let px = x.storage.pointer.sendable, po = out.storage.pointer.sendable, ps = scratch.storage.pointer.sendable
@@ -64,7 +64,8 @@ extension Tensor {
                         func view(_ base: UnsafeMutablePointer<Float>, _ block: Int) -> MatrixView {
                             MatrixView(pointer: base + (block * width + hh * d) * p, transposed: true, ld: p)
                         }
-                        geometry.forward(view(qkv, 0), view(qkv, 1), view(qkv, 2), view(att, 0), probabilities: probs)
+                        geometry.forward(view(qkv, 0), view(qkv, 1), view(qkv, 2), view(att, 0), exponentials: probs,
+                                         rowScales: h + hidden * p)
                     }
                     // y = x + bp + Wp·attention, in the output's columns
                     for r in 0..<c { (ys + r * ld).update(from: xs + r * ld, count: p) }

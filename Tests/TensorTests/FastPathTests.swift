@@ -43,7 +43,8 @@ final class FastPathTests: XCTestCase {
 
     /// The direct kernel (forward, and the input gradient at stride 1) against the im2col path (or the
     /// scalar depthwise loops) and the Double reference: register-tile remainders, rows wider than a
-    /// tile, paddings from none to kernel − 1, strides (phase planes), depthwise, batch 1 (split over
+    /// tile, paddings from none to kernel − 1, strides (phase planes, output rows in pairs and an odd
+    /// one), depthwise, batch 1 (split over
     /// the groups, or over the output channels) and 3, one and two threads.
     func testDirectConvMatchesIm2colPath() {
         var d = TestData(seed: 53)
@@ -56,6 +57,7 @@ final class FastPathTests: XCTestCase {
             ([2, 8, 1, 17], 8, (1, 3), (1, 1), (0, 1), 4),    // single row
             ([2, 3, 19, 17], 16, (7, 7), (2, 2), (3, 3), 1),  // the Visformer stem
             ([1, 3, 19, 17], 10, (7, 7), (2, 2), (3, 3), 1),  // batch 1: output channels split, tile + remainder
+            ([2, 3, 17, 15], 9, (7, 7), (2, 2), (3, 3), 1),   // strided rows in pairs and an odd one left, tile + 1
             ([2, 4, 9, 11], 8, (3, 3), (2, 2), (1, 1), 4),    // depthwise x2, stride 2 (PiT pooling)
             ([2, 2, 10, 9], 4, (5, 4), (3, 2), (1, 2), 1),    // unequal strides
         ]

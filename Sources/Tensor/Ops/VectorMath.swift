@@ -94,6 +94,19 @@ typealias Vec = SIMD16<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: Vec.self)
 }
 
+/// Copies `n` floats between buffers that do not overlap, inline: rows of a few dozen floats (the
+/// direct convolution's plane rows) cost a call and a size dispatch each through memmove. From 16
+/// floats on, vectors, the last one ending flush with the row (it may rewrite a few floats).
+@inline(__always) func copyRow(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+    if n < 16 {
+        for i in 0..<n { dst[i] = src[i] }
+        return
+    }
+    var i = 0
+    while i + 16 <= n { vstore(vload(src + i), dst + i); i += 16 }
+    if i < n { vstore(vload(src + n - 16), dst + n - 16) }
+}
+
 /// Block length for the SIMD accumulators: each lane sums at most 1024/16 = 64 terms in Float
 /// before the block total is added in Double, so long reductions keep ~1e-7 relative accuracy.
 let reductionBlock = 1024

@@ -21,8 +21,11 @@ import Foundation
 enum DirectConv {
     #if VITZOO_AVX512
     static let tileChannels = 8, tileVectors = 3, gradChannels = 4, gradTaps = 4
+    /// Strided runs two at a time (`directConvNarrowPairTile`, 16 accumulators).
+    static let pairedRuns = true
     #else
     static let tileChannels = 4, tileVectors = 1, gradChannels = 2, gradTaps = 2
+    static let pairedRuns = false
     #endif
 }
 
@@ -82,7 +85,7 @@ func directConvFillPlanes(_ x: UnsafePointer<Float>, _ s: DirectConvShape, _ scr
         let src = x + c * s.h * s.w
         if sw == 1 {
             let dst = scratch + c * ps + s.padH * rw + s.padW
-            for y in 0..<s.h { (dst + y * rw).update(from: src + y * s.w, count: s.w) }
+            for y in 0..<s.h { copyRow(dst + y * rw, src + y * s.w, s.w) }
         } else {
             // phase r holds padded columns r, r + sw, …: input columns xx = r + sw·m − padW
             for y in 0..<s.h {
@@ -109,29 +112,40 @@ func directConvGroup(_ x: UnsafePointer<Float>, _ wt: UnsafePointer<Float>, _ ou
     let rw = s.rowWidth, ps = s.planeStride
     let xp = UnsafePointer(scratch), op = scratch + s.planes * ps
     let n = s.runPositions, ldo = s.runs * n, taps = s.taps, tc = DirectConv.tileChannels
-    for r in 0..<s.runs {
+    var r = 0
+    while r < s.runs {
         let base = xp + r * s.strideH * rw, dst = op + r * n
+        // strided runs (one output row each) two at a time where the registers allow: the 7×7 stem's
+        // rows are 112 outputs, 7 vectors, and one row's tile alone is bound by its weight broadcasts
+        let pair = DirectConv.pairedRuns && s.tileVectors != DirectConv.tileVectors && r + 1 < s.runs
         var o = channels.lowerBound
         while o + tc <= channels.upperBound {
             if s.tileVectors == DirectConv.tileVectors {
                 for q in stride(from: 0, to: n, by: 16 * DirectConv.tileVectors) {
                     directConvTile(base + q, wt + o, s.cout, offsets, taps, dst + o * ldo + q, ldo)
                 }
+            } else if pair {
+                for q in stride(from: 0, to: n, by: 16) {
+                    directConvNarrowPairTile(base + q, s.strideH * rw, wt + o, s.cout, offsets, taps, dst + o * ldo + q, n, ldo)
+                }
             } else {
                 for q in stride(from: 0, to: n, by: 16) { directConvNarrowTile(base + q, wt + o, s.cout, offsets, taps, dst + o * ldo + q, ldo) }
             }
             o += tc
         }
-        while o < channels.upperBound {
-            for q in stride(from: 0, to: n, by: 16) { directConvColumn(base + q, wt + o, s.cout, offsets, taps, dst + o * ldo + q) }
-            o += 1
+        for rr in r..<(r + (pair ? 2 : 1)) {
+            let base = xp + rr * s.strideH * rw, dst = op + rr * n
+            for oc in o..<channels.upperBound {
+                for q in stride(from: 0, to: n, by: 16) { directConvColumn(base + q, wt + oc, s.cout, offsets, taps, dst + oc * ldo + q) }
+            }
         }
+        r += pair ? 2 : 1
     }
     // drop the junk columns
     let oh = s.outH, ow = s.outW, rs = s.outRowStride
     for o in channels {
         let src = op + o * ldo, dst = out + o * oh * ow
-        for y in 0..<oh { (dst + y * ow).update(from: src + y * rs, count: ow) }
+        for y in 0..<oh { copyRow(dst + y * ow, src + y * rs, ow) }
     }
 }
 
@@ -205,7 +219,44 @@ func directConvNarrowTile(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, 
     vstore(a0, out); vstore(a1, out + ldo); vstore(a2, out + 2 * ldo); vstore(a3, out + 3 * ldo)
     vstore(a4, out + 4 * ldo); vstore(a5, out + 5 * ldo); vstore(a6, out + 6 * ldo); vstore(a7, out + 7 * ldo)
 }
+
+/// `directConvNarrowTile` on two runs at once, the second `runStride` floats further in the planes
+/// and `outStride` further in the output (16 accumulators): each weight broadcast serves two
+/// vectors of positions.
+@inline(__always)
+func directConvNarrowPairTile(_ x: UnsafePointer<Float>, _ runStride: Int, _ w: UnsafePointer<Float>, _ ldw: Int,
+                              _ offs: UnsafePointer<Int>, _ taps: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int,
+                              _ ldo: Int) {
+    var a0 = Vec(), a1 = Vec(), a2 = Vec(), a3 = Vec(), a4 = Vec(), a5 = Vec(), a6 = Vec(), a7 = Vec()
+    var c0 = Vec(), c1 = Vec(), c2 = Vec(), c3 = Vec(), c4 = Vec(), c5 = Vec(), c6 = Vec(), c7 = Vec()
+    for t in 0..<taps {
+        let p = x + offs[t], wr = w + t * ldw
+        let v = vload(p), u = vload(p + runStride)
+        var b = Vec(repeating: wr[0]); a0 = a0.addingProduct(v, b); c0 = c0.addingProduct(u, b)
+        b = Vec(repeating: wr[1]); a1 = a1.addingProduct(v, b); c1 = c1.addingProduct(u, b)
+        b = Vec(repeating: wr[2]); a2 = a2.addingProduct(v, b); c2 = c2.addingProduct(u, b)
+        b = Vec(repeating: wr[3]); a3 = a3.addingProduct(v, b); c3 = c3.addingProduct(u, b)
+        b = Vec(repeating: wr[4]); a4 = a4.addingProduct(v, b); c4 = c4.addingProduct(u, b)
+        b = Vec(repeating: wr[5]); a5 = a5.addingProduct(v, b); c5 = c5.addingProduct(u, b)
+        b = Vec(repeating: wr[6]); a6 = a6.addingProduct(v, b); c6 = c6.addingProduct(u, b)
+        b = Vec(repeating: wr[7]); a7 = a7.addingProduct(v, b); c7 = c7.addingProduct(u, b)
+    }
+    vstore(a0, out); vstore(a1, out + ldo); vstore(a2, out + 2 * ldo); vstore(a3, out + 3 * ldo)
+    vstore(a4, out + 4 * ldo); vstore(a5, out + 5 * ldo); vstore(a6, out + 6 * ldo); vstore(a7, out + 7 * ldo)
+    let o2 = out + outStride
+    vstore(c0, o2); vstore(c1, o2 + ldo); vstore(c2, o2 + 2 * ldo); vstore(c3, o2 + 3 * ldo)
+    vstore(c4, o2 + 4 * ldo); vstore(c5, o2 + 5 * ldo); vstore(c6, o2 + 6 * ldo); vstore(c7, o2 + 7 * ldo)
+}
 #else
+/// Not taken on AVX2 (`DirectConv.pairedRuns`: 16 ymm registers hold one run's tile).
+@inline(__always)
+func directConvNarrowPairTile(_ x: UnsafePointer<Float>, _ runStride: Int, _ w: UnsafePointer<Float>, _ ldw: Int,
+                              _ offs: UnsafePointer<Int>, _ taps: Int, _ out: UnsafeMutablePointer<Float>, _ outStride: Int,
+                              _ ldo: Int) {
+    directConvTile(x, w, ldw, offs, taps, out, ldo)
+    directConvTile(x + runStride, w, ldw, offs, taps, out + outStride, ldo)
+}
+
 /// 4 output channels × 16 positions (8 ymm accumulators on AVX2); the narrow tile is the same.
 @inline(__always)
 func directConvNarrowTile(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ ldw: Int, _ offs: UnsafePointer<Int>,

@@ -16,7 +16,7 @@ import Foundation
 func directConvFillOutputRows(_ gout: UnsafePointer<Float>, _ s: DirectConvShape, _ dst: UnsafeMutablePointer<Float>) {
     let oh = s.outH, ow = s.outW, n = s.channelPositions, rs = s.outRowStride
     for o in 0..<s.cout {
-        for y in 0..<oh { (dst + o * n + y * rs).update(from: gout + (o * oh + y) * ow, count: ow) }
+        for y in 0..<oh { copyRow(dst + o * n + y * rs, gout + (o * oh + y) * ow, ow) }
     }
 }
 

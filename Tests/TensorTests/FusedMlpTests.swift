@@ -42,6 +42,39 @@ final class FusedMlpTests: XCTestCase {
         }
     }
 
+    /// Without a tape, enough rows run in row blocks per thread (`Tensor.mlpInRowBlocks`, here with
+    /// blocks of a few dozen rows): the same products and GELU kernel row by row, so the output of the
+    /// whole products up to rounding (OpenBLAS takes other kernels for small blocks), at one and two
+    /// threads and with a short last block.
+    func testRowBlocksMatchWholeProducts() {
+        var d = TestData(seed: 74)
+        let (savedFloats, savedRows) = (MlpRowBlocks.hiddenFloats, MlpRowBlocks.minimumRows)
+        defer { MlpRowBlocks.hiddenFloats = savedFloats; MlpRowBlocks.minimumRows = savedRows }
+        for (shape, hidden, out, threads) in [([4, 61, 24], 40, 24, 2), ([203, 17], 33, 9, 1), ([3, 71, 16], 64, 16, 2)] {
+            let inputs = [d.normal(shape), d.normal([hidden, shape.last!], std: 0.5), d.normal([hidden], std: 0.5),
+                          d.normal([out, hidden], std: 0.3), d.normal([out], std: 0.3)]
+            func mlp() -> Tensor {
+                withThreads(threads) { withNoGrad {
+                    Tensor.mlp(inputs[0], fc1Weight: inputs[1], fc1Bias: inputs[2], fc2Weight: inputs[3], fc2Bias: inputs[4],
+                               approximate: .tanh)
+                } }
+            }
+            MlpRowBlocks.hiddenFloats = 1 << 18; MlpRowBlocks.minimumRows = 256
+            let rows = inputs[0].count / shape.last!
+            XCTAssertNil(withThreads(threads) { MlpRowBlocks.rows(rows: rows, hidden: hidden) }, "whole products at the default sizes")
+            let whole = mlp()
+            MlpRowBlocks.hiddenFloats = 16 * hidden; MlpRowBlocks.minimumRows = 16
+            let block = withThreads(threads) { MlpRowBlocks.rows(rows: rows, hidden: hidden) }
+            XCTAssertNotNil(block, "\(shape) runs in row blocks")
+            if let block { XCTAssertNotEqual(rows % block, 0, "\(shape): a short last block is exercised") }
+            let blocked = mlp()
+            XCTAssertLessThan(maxAbsDiff(blocked, whole), 2e-5, "\(shape) hidden \(hidden) threads \(threads)")
+            let reference = Tensor.linear(Tensor.linear(inputs[0], weight: inputs[1], bias: inputs[2]).gelu(approximate: .tanh),
+                                          weight: inputs[3], bias: inputs[4])
+            XCTAssertLessThan(maxAbsDiff(blocked, reference), 1e-5, "\(shape) against the composition")
+        }
+    }
+
     func testGradients() {
         var d = TestData(seed: 72)
         for approximate in [GELUApproximation.tanh, .none] {

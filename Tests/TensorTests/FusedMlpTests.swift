@@ -42,10 +42,10 @@ final class FusedMlpTests: XCTestCase {
         }
     }
 
-    /// Without a tape, enough rows run in row blocks per thread (`Tensor.mlpInRowBlocks`, here with
-    /// blocks of a few dozen rows): the same products and GELU kernel row by row, so the output of the
-    /// whole products up to rounding (OpenBLAS takes other kernels for small blocks), at one and two
-    /// threads and with a short last block.
+    /// Enough rows run in row blocks per thread (`Tensor.mlpInRowBlocks`, here with blocks of a few
+    /// dozen rows): the same products and GELU kernel row by row, so the output of the whole products
+    /// up to rounding (OpenBLAS takes other kernels for small blocks), at one and two threads and with a
+    /// short last block; with a tape, the output and all five gradients those of the composition.
     func testRowBlocksMatchWholeProducts() {
         var d = TestData(seed: 74)
         let (savedFloats, savedRows) = (MlpRowBlocks.hiddenFloats, MlpRowBlocks.minimumRows)
@@ -72,6 +72,15 @@ final class FusedMlpTests: XCTestCase {
             let reference = Tensor.linear(Tensor.linear(inputs[0], weight: inputs[1], bias: inputs[2]).gelu(approximate: .tanh),
                                           weight: inputs[3], bias: inputs[4])
             XCTAssertLessThan(maxAbsDiff(blocked, reference), 1e-5, "\(shape) against the composition")
+            // with a tape: fc1's output is kept from the blocks, backward is the whole-product one
+            let seed = d.normal(Array(shape.dropLast()) + [out])
+            let fused = withThreads(threads) { run(fused: true, inputs, seed: seed, approximate: .tanh) }
+            MlpRowBlocks.hiddenFloats = 1 << 18; MlpRowBlocks.minimumRows = 256
+            let composed = withThreads(threads) { run(fused: false, inputs, seed: seed, approximate: .tanh) }
+            for (i, name) in ["output", "dx", "dW1", "db1", "dW2", "db2"].enumerated() {
+                let scale = max(1, maxAbsDiff(composed[i], Tensor.zeros(composed[i].shape)))
+                XCTAssertLessThan(maxAbsDiff(fused[i], composed[i]) / scale, 2e-6, "\(name) \(shape) in row blocks, recorded")
+            }
         }
     }
 

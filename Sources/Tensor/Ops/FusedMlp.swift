@@ -20,17 +20,23 @@ extension Tensor {
         precondition(w2.shape[1] == hidden, "mlp: fc2 weight \(w2.shape) after fc1 weight \(w1.shape)")
         let inputs = [x, w1, b1, w2, b2]
         let recording = GradMode.isEnabled && inputs.contains { $0.node != nil }
-        if !recording, let block = MlpRowBlocks.rows(rows: x.count / Swift.max(1, w1.shape[1]), hidden: hidden) {
-            return mlpInRowBlocks(x, w1: w1, b1: b1, w2: w2, b2: b2, blockRows: block, approximate: approximate)
+        let h: Tensor, out: Tensor
+        if let block = MlpRowBlocks.rows(rows: x.count / Swift.max(1, w1.shape[1]), hidden: hidden) {
+            // in row blocks; when recording, h is written out for backward and gelu(h) stays in the block's scratch
+            let kept = recording ? Tensor(uninitializedShape: Array(x.shape.dropLast()) + [hidden]) : nil
+            out = mlpInRowBlocks(x, w1: w1, b1: b1, w2: w2, b2: b2, blockRows: block, approximate: approximate, keeping: kept)
+            guard let kept else { return out }
+            h = kept
+        } else {
+            h = linearProduct(x, weight: w1, bias: b1)
+            // Without recording GELU runs in place; with it, h is kept and y lives until fc2 has read it.
+            let y = recording ? Tensor(uninitializedShape: h.shape) : h
+            let ph = h.storage.pointer.sendable, py = y.storage.pointer.sendable
+            Parallel.forRange(h.count) { r in
+                approximate.forward(UnsafePointer(ph + r.lowerBound), py + r.lowerBound, r.count)
+            }
+            out = linearProduct(y, weight: w2, bias: b2)
         }
-        let h = linearProduct(x, weight: w1, bias: b1)
-        // Without recording GELU runs in place; with it, h is kept and y lives until fc2 has read it.
-        let y = recording ? Tensor(uninitializedShape: h.shape) : h
-        let ph = h.storage.pointer.sendable, py = y.storage.pointer.sendable
-        Parallel.forRange(h.count) { r in
-            approximate.forward(UnsafePointer(ph + r.lowerBound), py + r.lowerBound, r.count)
-        }
-        let out = linearProduct(y, weight: w2, bias: b2)
         guard recording else { return out }
         let rows = h.count / hidden
         let x0 = x.detached(), w10 = w1.detached(), w20 = w2.detached(), h0 = h.detached()
@@ -75,14 +81,15 @@ enum MlpRowBlocks {
 }
 
 extension Tensor {
-    /// fc2(gelu(fc1(x))) without a tape, a block of rows at a time per thread: the block's hidden map
-    /// is biased, multiplied, put through GELU in place and multiplied again while it is in cache,
-    /// where whole products write the `rows × hidden` map to memory and read it back three times
-    /// (PiT-Ti's first stage: 23,360 rows × 256; PVT-Tiny's: 100,352 rows × 512, 205 MB). The same
-    /// products and GELU kernel; OpenBLAS may take other kernels for a block than for the whole
-    /// product, so results agree with the recorded path up to rounding.
+    /// fc2(gelu(fc1(x))) a block of rows at a time per thread: the block's hidden map is biased,
+    /// multiplied, put through GELU and multiplied again while it is in cache, where whole products
+    /// write the `rows × hidden` map to memory and read it back three times (PiT-Ti's first stage:
+    /// 23,360 rows × 256; PVT-Tiny's: 100,352 rows × 512, 205 MB). With `keeping` (training), fc1's
+    /// output goes there for backward and GELU writes the block's scratch; without, GELU runs in
+    /// place. The same products and GELU kernel; OpenBLAS may take other kernels for a block than for
+    /// the whole product, so results agree with whole products up to rounding.
     static func mlpInRowBlocks(_ x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, blockRows block: Int,
-                               approximate: GELUApproximation) -> Tensor {
+                               approximate: GELUApproximation, keeping kept: Tensor? = nil) -> Tensor {
         let inF = w1.shape[1], hidden = w1.shape[0], outF = w2.shape[0], rows = x.count / inF
         precondition(x.shape.last == inF && b1.shape == [hidden] && b2.shape == [outF],
                      "mlp: input \(x.shape), fc1 \(w1.shape) + \(b1.shape), fc2 \(w2.shape) + \(b2.shape) do not fit")
@@ -90,24 +97,26 @@ extension Tensor {
         let blocks = (rows + block - 1) / block, workers = Swift.min(Parallel.threads, blocks)
         let scratch = Tensor(uninitializedShape: [workers, block * hidden])
         let px = x.storage.pointer.sendable, po = out.storage.pointer.sendable, ps = scratch.storage.pointer.sendable
+        let pk = kept?.storage.pointer.sendable
         let pw1 = w1.storage.pointer.sendable, pb1 = b1.storage.pointer.sendable
         let pw2 = w2.storage.pointer.sendable, pb2 = b2.storage.pointer.sendable
         BLASRuntime.withSingleThreadedBLAS {
             Parallel.forEach(workers) { wk in
-                let h = ps + wk * block * hidden
+                let y = ps + wk * block * hidden
                 for bi in (blocks * wk / workers)..<(blocks * (wk + 1) / workers) {
                     let r0 = bi * block, nr = Swift.min(block, rows - r0), o = po + r0 * outF
+                    let h = pk.map { $0 + r0 * hidden } ?? y
                     for r in 0..<nr { copyRow(h + r * hidden, UnsafePointer(pb1.base), hidden) }
                     sgemm(transA: false, transB: true, m: nr, n: hidden, k: inF, a: UnsafePointer(px + r0 * inF), lda: inF,
                           b: UnsafePointer(pw1.base), ldb: inF, beta: 1, c: h, ldc: hidden)
-                    approximate.forward(UnsafePointer(h), h, nr * hidden)
+                    approximate.forward(UnsafePointer(h), y, nr * hidden)
                     for r in 0..<nr { copyRow(o + r * outF, UnsafePointer(pb2.base), outF) }
-                    sgemm(transA: false, transB: true, m: nr, n: outF, k: hidden, a: UnsafePointer(h), lda: hidden,
+                    sgemm(transA: false, transB: true, m: nr, n: outF, k: hidden, a: UnsafePointer(y), lda: hidden,
                           b: UnsafePointer(pw2.base), ldb: hidden, beta: 1, c: o, ldc: outF)
                 }
             }
         }
-        withExtendedLifetime((x, w1, b1, w2, b2, scratch)) {}
+        withExtendedLifetime((x, w1, b1, w2, b2, scratch, kept)) {}
         return out
     }
 }

@@ -42,6 +42,9 @@ extension Tensor {
         let x0 = x.detached(), w10 = w1.detached(), w20 = w2.detached(), h0 = h.detached()
         let needs = inputs.map { $0.node != nil }
         return record("mlp", out, inputs: inputs) { g in
+            if let block = MlpRowBlocks.rows(rows: rows, hidden: hidden) {
+                return mlpBackwardInRowBlocks(g, x: x0, h: h0, w1: w10, w2: w20, blockRows: block, needs: needs, approximate: approximate)
+            }
             // dY = g·W2, then in one pass y = gelu(h) (for dW2) and dH = dY·gelu′(h) in place of dY.
             let dh = LinearGradients(g, rows: rows, weight: w20, input: h0, needInput: true, needWeight: false, needBias: false).input
             guard let dh else { return [] }
@@ -59,6 +62,64 @@ extension Tensor {
             return [fc1.input, fc1.weight, fc1.bias, fc2.weight, fc2.bias]
         }
     }
+}
+
+/// The MLP's backward a block of rows at a time per thread (the blocks of its forward): dY = g·W2,
+/// y = gelu(h) and dH = dY·gelu′(h) in one pass, dx = dH·W1 for the block's rows, and each thread's
+/// partial dW2 += gᵀ·y, dW1 += dHᵀ·x, db1, db2, added up in thread order at the end. Whole products
+/// write dY (rows × hidden) and y to memory and read them back four times; here both stay in cache.
+/// `needs`: whether x, W1, b1, W2, b2 want gradients. Returns the gradients in that order.
+private func mlpBackwardInRowBlocks(_ g: Tensor, x: Tensor, h: Tensor, w1: Tensor, w2: Tensor, blockRows block: Int, needs: [Bool],
+                                    approximate: GELUApproximation) -> [Tensor?] {
+    let inF = w1.shape[1], hidden = w1.shape[0], outF = w2.shape[0], rows = h.count / hidden
+    let blocks = (rows + block - 1) / block, workers = Swift.min(Parallel.threads, blocks)
+    let dx = needs[0] ? Tensor(uninitializedShape: x.shape) : nil
+    // per thread: y and dH of a block, then the partial dW1, db1, dW2, db2 (zeroed)
+    let w1n = hidden * inF, w2n = outF * hidden, partials = w1n + hidden + w2n + outF
+    let per = 2 * block * hidden + partials
+    let scratch = Tensor(uninitializedShape: [workers, per])
+    let pg = g.storage.pointer.sendable, px = x.storage.pointer.sendable, ph = h.storage.pointer.sendable
+    let pw1 = w1.storage.pointer.sendable, pw2 = w2.storage.pointer.sendable, ps = scratch.storage.pointer.sendable
+    let pdx = dx?.storage.pointer.sendable
+    BLASRuntime.withSingleThreadedBLAS {
+        Parallel.forEach(workers) { wk in
+            let y = ps + wk * per, dh = y + block * hidden
+            let dW1 = dh + block * hidden, db1 = dW1 + w1n, dW2 = db1 + hidden, db2 = dW2 + w2n
+            dW1.update(repeating: 0, count: partials)
+            for bi in (blocks * wk / workers)..<(blocks * (wk + 1) / workers) {
+                let r0 = bi * block, nr = Swift.min(block, rows - r0)
+                let gb = UnsafePointer(pg + r0 * outF), xb = UnsafePointer(px + r0 * inF)
+                sgemm(transA: false, transB: false, m: nr, n: hidden, k: outF, a: gb, lda: outF, b: UnsafePointer(pw2.base), ldb: hidden,
+                      c: dh, ldc: hidden)
+                approximate.forwardBackward(UnsafePointer(ph + r0 * hidden), UnsafePointer(dh), y, dh, nr * hidden)
+                if needs[3] {
+                    sgemm(transA: true, transB: false, m: outF, n: hidden, k: nr, a: gb, lda: outF, b: UnsafePointer(y), ldb: hidden,
+                          beta: 1, c: dW2, ldc: hidden)
+                }
+                if needs[4] { for r in 0..<nr { let row = gb + r * outF; for j in 0..<outF { db2[j] += row[j] } } }
+                if needs[1] {
+                    sgemm(transA: true, transB: false, m: hidden, n: inF, k: nr, a: UnsafePointer(dh), lda: hidden, b: xb, ldb: inF,
+                          beta: 1, c: dW1, ldc: inF)
+                }
+                if needs[2] { for r in 0..<nr { let row = dh + r * hidden; for j in 0..<hidden { db1[j] += row[j] } } }
+                if let pdx {
+                    sgemm(transA: false, transB: false, m: nr, n: inF, k: hidden, a: UnsafePointer(dh), lda: hidden,
+                          b: UnsafePointer(pw1.base), ldb: inF, c: pdx + r0 * inF, ldc: inF)
+                }
+            }
+        }
+    }
+    /// The threads' partials at `offset` (`count` floats), added in thread order.
+    func total(_ offset: Int, _ count: Int, _ shape: [Int]) -> Tensor {
+        let t = Tensor.zeros(shape), pt = t.storage.pointer
+        for wk in 0..<workers { let src = ps + wk * per + 2 * block * hidden + offset; for j in 0..<count { pt[j] += src[j] } }
+        return t
+    }
+    let grads: [Tensor?] = [dx, needs[1] ? total(0, w1n, [hidden, inF]) : nil, needs[2] ? total(w1n, hidden, [hidden]) : nil,
+                            needs[3] ? total(w1n + hidden, w2n, [outF, hidden]) : nil,
+                            needs[4] ? total(w1n + hidden + w2n, outF, [outF]) : nil]
+    withExtendedLifetime((g, x, h, w1, w2, scratch)) {}
+    return grads
 }
 
 /// Sizes of the no-tape MLP's row blocks (`Tensor.mlpInRowBlocks`).

@@ -3,9 +3,12 @@ import Foundation
 // The transformer MLP, fc1 → GELU → fc2, as one tape entry. Recorded op by op it keeps two hidden-sized
 // tensors per block until backward (fc1's output for GELU, GELU's output for fc2's weight gradient);
 // fused it keeps only fc1's output h and recomputes gelu(h) in backward, in the same pass that forms
-// GELU's input gradient (one exp per element, as before). Same kernels and GEMMs as the composition, so
-// the results are identical to it, bit for bit. On pit_ti (batch 32, 224 px) this is ~125 MB less at
-// the training step's peak.
+// GELU's input gradient (one exp per element, as before). On pit_ti (batch 32, 224 px) this is ~125 MB
+// less at the training step's peak. Below two row blocks per thread (`MlpRowBlocks`) it runs the
+// composition's kernels and GEMMs on whole tensors, so the results are identical to it, bit for bit;
+// from there on (PiT-Ti, PVT-Tiny and ConViT-Ti at batch 32) forward and backward run a block of rows
+// at a time per thread, with the hidden-sized intermediates in cache, equal to the composition up to
+// rounding.
 
 extension Tensor {
     /// fc2(gelu(fc1(x))) with `x: [..., in]`, `fc1Weight: [hidden, in]`, `fc1Bias: [hidden]`,
@@ -122,7 +125,7 @@ private func mlpBackwardInRowBlocks(_ g: Tensor, x: Tensor, h: Tensor, w1: Tenso
     return grads
 }
 
-/// Sizes of the no-tape MLP's row blocks (`Tensor.mlpInRowBlocks`).
+/// Sizes of the MLP's row blocks (`Tensor.mlpInRowBlocks`, `mlpBackwardInRowBlocks`).
 enum MlpRowBlocks {
     /// Floats of one block's hidden map: 1 MB, which stays in L2 or L3 between the two products.
     nonisolated(unsafe) static var hiddenFloats = 1 << 18

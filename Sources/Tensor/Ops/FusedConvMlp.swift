@@ -213,9 +213,7 @@ private struct ResidualConvMlpPlan: @unchecked Sendable {
         // the cores' partial weight gradients, added in core order
         let firstPartial = ps + 4 * hp + fwd.scratchCount + bwd.scratchCount
         func total(_ offset: Int, _ count: Int, _ shape: [Int]) -> Tensor {
-            let t = Tensor.zeros(shape), pt = t.storage.pointer
-            for wk in 0..<workers { let src = firstPartial + wk * per + offset; for j in 0..<count { pt[j] += src[j] } }
-            return t
+            sumOfPartials(firstPartial + offset, copies: workers, stride: per, count: count, shape: shape)
         }
         var w2: Tensor? = nil
         if needW2 {

@@ -24,7 +24,9 @@ extension Tensor {
         let inputs = [x, w1, b1, w2, b2]
         let recording = GradMode.isEnabled && inputs.contains { $0.node != nil }
         let h: Tensor, out: Tensor
-        if let block = MlpRowBlocks.rows(rows: x.count / Swift.max(1, w1.shape[1]), hidden: hidden) {
+        // decided once: backward takes the same blocks as forward
+        let rowBlock = MlpRowBlocks.rows(rows: x.count / Swift.max(1, w1.shape[1]), hidden: hidden)
+        if let block = rowBlock {
             // in row blocks; when recording, h is written out for backward and gelu(h) stays in the block's scratch
             let kept = recording ? Tensor(uninitializedShape: Array(x.shape.dropLast()) + [hidden]) : nil
             out = mlpInRowBlocks(x, w1: w1, b1: b1, w2: w2, b2: b2, blockRows: block, approximate: approximate, keeping: kept)
@@ -45,7 +47,7 @@ extension Tensor {
         let x0 = x.detached(), w10 = w1.detached(), w20 = w2.detached(), h0 = h.detached()
         let needs = inputs.map { $0.node != nil }
         return record("mlp", out, inputs: inputs) { g in
-            if let block = MlpRowBlocks.rows(rows: rows, hidden: hidden) {
+            if let block = rowBlock {
                 return mlpBackwardInRowBlocks(g, x: x0, h: h0, w1: w10, w2: w20, blockRows: block, needs: needs, approximate: approximate)
             }
             // dY = g·W2, then in one pass y = gelu(h) (for dW2) and dH = dY·gelu′(h) in place of dY.
@@ -99,12 +101,12 @@ private func mlpBackwardInRowBlocks(_ g: Tensor, x: Tensor, h: Tensor, w1: Tenso
                     sgemm(transA: true, transB: false, m: outF, n: hidden, k: nr, a: gb, lda: outF, b: UnsafePointer(y), ldb: hidden,
                           beta: 1, c: dW2, ldc: hidden)
                 }
-                if needs[4] { for r in 0..<nr { let row = gb + r * outF; for j in 0..<outF { db2[j] += row[j] } } }
+                if needs[4] { accumulateRows(gb, rows: nr, outF, into: db2) }
                 if needs[1] {
                     sgemm(transA: true, transB: false, m: hidden, n: inF, k: nr, a: UnsafePointer(dh), lda: hidden, b: xb, ldb: inF,
                           beta: 1, c: dW1, ldc: inF)
                 }
-                if needs[2] { for r in 0..<nr { let row = dh + r * hidden; for j in 0..<hidden { db1[j] += row[j] } } }
+                if needs[2] { accumulateRows(UnsafePointer(dh), rows: nr, hidden, into: db1) }
                 if let pdx {
                     sgemm(transA: false, transB: false, m: nr, n: inF, k: hidden, a: UnsafePointer(dh), lda: hidden,
                           b: UnsafePointer(pw1.base), ldb: inF, c: pdx + r0 * inF, ldc: inF)
@@ -114,9 +116,7 @@ private func mlpBackwardInRowBlocks(_ g: Tensor, x: Tensor, h: Tensor, w1: Tenso
     }
     /// The threads' partials at `offset` (`count` floats), added in thread order.
     func total(_ offset: Int, _ count: Int, _ shape: [Int]) -> Tensor {
-        let t = Tensor.zeros(shape), pt = t.storage.pointer
-        for wk in 0..<workers { let src = ps + wk * per + 2 * block * hidden + offset; for j in 0..<count { pt[j] += src[j] } }
-        return t
+        sumOfPartials(ps + 2 * block * hidden + offset, copies: workers, stride: per, count: count, shape: shape)
     }
     let grads: [Tensor?] = [dx, needs[1] ? total(0, w1n, [hidden, inF]) : nil, needs[2] ? total(w1n, hidden, [hidden]) : nil,
                             needs[3] ? total(w1n + hidden, w2n, [outF, hidden]) : nil,
@@ -170,11 +170,11 @@ extension Tensor {
                 for bi in (blocks * wk / workers)..<(blocks * (wk + 1) / workers) {
                     let r0 = bi * block, nr = Swift.min(block, rows - r0), o = po + r0 * outF
                     let h = pk.map { $0 + r0 * hidden } ?? y
-                    for r in 0..<nr { copyRow(h + r * hidden, UnsafePointer(pb1.base), hidden) }
+                    fillRows(h, rows: nr, stride: hidden, with: UnsafePointer(pb1.base), hidden)
                     sgemm(transA: false, transB: true, m: nr, n: hidden, k: inF, a: UnsafePointer(px + r0 * inF), lda: inF,
                           b: UnsafePointer(pw1.base), ldb: inF, beta: 1, c: h, ldc: hidden)
                     approximate.forward(UnsafePointer(h), y, nr * hidden)
-                    for r in 0..<nr { copyRow(o + r * outF, UnsafePointer(pb2.base), outF) }
+                    fillRows(o, rows: nr, stride: outF, with: UnsafePointer(pb2.base), outF)
                     sgemm(transA: false, transB: true, m: nr, n: outF, k: hidden, a: UnsafePointer(y), lda: hidden,
                           b: UnsafePointer(pw2.base), ldb: hidden, beta: 1, c: o, ldc: outF)
                 }

@@ -240,7 +240,7 @@ extension Tensor {
         if let bias {
             let pb = bias.storage.pointer.sendable, pos = po.sendable
             Parallel.forRange(rows, grain: Swift.max(1, 32_768 / Swift.max(outF, 1))) { r in
-                for row in r { copyRow(pos + row * outF, UnsafePointer(pb.base), outF) }
+                fillRows(pos + r.lowerBound * outF, rows: r.count, stride: outF, with: UnsafePointer(pb.base), outF)
             }
         }
         sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.storage.pointer, lda: inF,

@@ -107,6 +107,26 @@ typealias Vec = SIMD16<Float>
     if i < n { vstore(vload(src + n - 16), dst + n - 16) }
 }
 
+/// Sets `rows` rows of `n` floats, `stride` apart, to the vector `v` (a linear layer's bias before
+/// its product accumulates onto it).
+@inline(__always) func fillRows(_ dst: UnsafeMutablePointer<Float>, rows: Int, stride: Int, with v: UnsafePointer<Float>, _ n: Int) {
+    for r in 0..<rows { copyRow(dst + r * stride, v, n) }
+}
+
+/// acc[j] += Σ_r src[r·n + j] over `rows` contiguous rows of `n` floats (a bias gradient).
+@inline(__always) func accumulateRows(_ src: UnsafePointer<Float>, rows: Int, _ n: Int, into acc: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows { let row = src + r * n; for j in 0..<n { acc[j] += row[j] } }
+}
+
+/// The sum of `copies` per-thread partial buffers of `count` floats, `stride` apart from `first`,
+/// added in thread order (so the result does not depend on which thread finished first), as a
+/// tensor of `shape`.
+func sumOfPartials(_ first: UnsafePointer<Float>, copies: Int, stride: Int, count: Int, shape: [Int]) -> Tensor {
+    let t = Tensor.zeros(shape), pt = t.storage.pointer
+    for c in 0..<copies { let src = first + c * stride; for j in 0..<count { pt[j] += src[j] } }
+    return t
+}
+
 /// Block length for the SIMD accumulators: each lane sums at most 1024/16 = 64 terms in Float
 /// before the block total is added in Double, so long reductions keep ~1e-7 relative accuracy.
 let reductionBlock = 1024
